@@ -1,0 +1,1 @@
+"""The pushctl command line: one module per command group, composed in `main`."""

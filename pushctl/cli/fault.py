@@ -1,0 +1,153 @@
+"""`pushctl fault ...`: network faults on named links (Toxiproxy toxics).
+
+pushctl fault add device-north latency --latency 200 --stream both --reset-connections
+pushctl fault down kafka
+pushctl fault list
+pushctl fault clear
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import httpx
+import typer
+
+from pushctl import render
+from pushctl.cli.state import state
+from pushctl.errors import TargetUnreachable, UsageError
+from pushctl.faults import links
+from pushctl.faults.toxics import KINDS, Stream, catalog_help, parse_attr_pairs
+
+app = typer.Typer(help="Network faults on named links (Toxiproxy toxics).", no_args_is_help=True)
+
+# How the commands reach Toxiproxy; tests put a fake server (`httpx.MockTransport`) here.
+TRANSPORT: httpx.AsyncBaseTransport | None = None
+
+LinkArg = Annotated[
+    str, typer.Argument(metavar="LINK", help="A link of the inventory, e.g. device-north, kafka, store.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+_ADD_HELP = f"""Add a toxic to LINK (all attributes are whole numbers).
+
+A new toxic reaches new connections; Toxiproxy does not reliably apply it to connections
+already open (#148), so pass --reset-connections to close them and make clients reconnect
+through the fault.
+
+\b
+Kinds and attributes:
+{catalog_help()}
+"""
+
+
+@app.command("list")
+def list_faults(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every link: up or down, and its toxics. Exit 4 if a Toxiproxy server could not be read."""
+    inv = state(ctx).inventory
+    rows = asyncio.run(links.list_faults(inv, transport=TRANSPORT))
+    if json_out:
+        render.print_json({"inventory": inv.name, "links": [r.to_json() for r in rows]})
+    else:
+        render.fault_list(rows)
+    unread = [r for r in rows if r.error]
+    if unread:
+        raise TargetUnreachable(
+            f"could not read {len(unread)} of {len(rows)} links: {unread[0].link}: {unread[0].error}"
+            + (f" (and {len(unread) - 1} more)" if len(unread) > 1 else "")
+        )
+
+
+@app.command("add", help=_ADD_HELP)
+def add(
+    ctx: typer.Context,
+    link: LinkArg,
+    kind: Annotated[str, typer.Argument(metavar="KIND", help=f"Toxic kind: {', '.join(KINDS)}.")],
+    latency: Annotated[int | None, typer.Option(metavar="MS", help="latency: delay.")] = None,
+    jitter: Annotated[int | None, typer.Option(metavar="MS", help="latency: +/- variation.")] = None,
+    rate: Annotated[int | None, typer.Option(metavar="KBPS", help="bandwidth: KB/s, > 0.")] = None,
+    delay: Annotated[
+        int | None, typer.Option(metavar="N", help="slow_close: ms; slicer: µs between chunks.")
+    ] = None,
+    timeout: Annotated[
+        int | None, typer.Option(metavar="MS", help="timeout (0 = black hole), reset_peer: ms.")
+    ] = None,
+    size: Annotated[int | None, typer.Option("--bytes", metavar="N", help="limit_data: bytes.")] = None,
+    average_size: Annotated[int | None, typer.Option(metavar="BYTES", help="slicer: chunk size.")] = None,
+    size_variation: Annotated[int | None, typer.Option(metavar="BYTES", help="slicer: variation.")] = None,
+    attr: Annotated[
+        list[str] | None, typer.Option("--attr", metavar="KEY=VALUE", help="Any attribute; repeatable.")
+    ] = None,
+    stream: Annotated[
+        Stream,
+        typer.Option(help="up: client->server, down: server->client, both: one toxic per direction."),
+    ] = Stream.DOWN,
+    toxicity: Annotated[
+        float,
+        typer.Option(
+            help="Share of connections that get the toxic (0..1), drawn once per connection, not per packet."
+        ),
+    ] = 1.0,
+    name: Annotated[
+        str | None, typer.Option(help="Toxic name (default: the kind); suffixed -up / -down.")
+    ] = None,
+    reset_connections: Annotated[
+        bool, typer.Option("--reset-connections", help="Then close every open connection through LINK.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    flags = {
+        "latency": latency,
+        "jitter": jitter,
+        "rate": rate,
+        "delay": delay,
+        "timeout": timeout,
+        "bytes": size,
+        "average_size": average_size,
+        "size_variation": size_variation,
+    }
+    attrs: dict[str, object] = {k: v for k, v in flags.items() if v is not None}
+    for key, value in parse_attr_pairs(attr or []).items():
+        if key in attrs:
+            raise UsageError(f"attribute {key!r} given twice (--{key.replace('_', '-')} and --attr)")
+        attrs[key] = value
+    inv = state(ctx).inventory
+    spec = links.plan_fault(inv, link, kind, attrs, stream, toxicity, name, reset_connections)
+    _done([asyncio.run(links.apply_fault(spec, transport=TRANSPORT))], json_out, spec.model_dump())
+
+
+@app.command()
+def down(ctx: typer.Context, link: LinkArg, json_out: JsonOpt = False) -> None:
+    """Take LINK down: its proxy stops listening and every open connection through it is closed."""
+    spec = links.plan_link_down(state(ctx).inventory, link)
+    _done([asyncio.run(links.apply_fault(spec, transport=TRANSPORT))], json_out, spec.model_dump())
+
+
+@app.command()
+def up(ctx: typer.Context, link: LinkArg, json_out: JsonOpt = False) -> None:
+    """Bring LINK back up (its toxics stay; `fault clear` removes them)."""
+    _done([asyncio.run(links.link_up(state(ctx).inventory, link, transport=TRANSPORT))], json_out)
+
+
+@app.command()
+def clear(
+    ctx: typer.Context,
+    link: Annotated[
+        str | None, typer.Argument(metavar="LINK", help="Only this link (default: every link).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove every toxic and bring links back up: one link, or all of them."""
+    inv = state(ctx).inventory
+    _done(asyncio.run(links.clear_faults(inv, link, transport=TRANSPORT)), json_out)
+
+
+def _done(results: list[links.FaultResult], json_out: bool, plan: dict[str, object] | None = None) -> None:
+    if json_out:
+        body: dict[str, object] = {"results": [r.to_json() for r in results]}
+        if plan is not None:
+            body["plan"] = plan
+        render.print_json(body)
+    else:
+        render.fault_results(results)

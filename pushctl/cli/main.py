@@ -1,0 +1,67 @@
+"""The `pushctl` entry point and its single error boundary.
+
+Exit codes (every command):
+  0  success / the SLO held
+  1  SLO breached or hypothesis deviated (numbers are printed)
+  2  bad input (flags, files, names) or a missing toolchain
+  3  internal error
+  4  target unreachable (a component or API did not answer)
+  5  a component failed to start or stay healthy
+  6  another action holds the target's lock
+  7  rollback failed: the platform is not back at its baseline
+  130 interrupted (after rollback)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pushctl import render
+from pushctl.cli import fault, stack
+from pushctl.cli.state import state
+from pushctl.errors import PushctlError
+
+app = typer.Typer(
+    name="pushctl",
+    help="Chaos testing and SRE control for push-notification platforms.\n\n" + (__doc__ or "").split("\n", 2)[2],
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(stack.app, name="stack")
+app.add_typer(fault.app, name="fault")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    inventory: Annotated[
+        Path | None,
+        typer.Option("--inventory", "-i", help="Inventory TOML (default: $PUSHCTL_INVENTORY or the reference stack)."),
+    ] = None,
+) -> None:
+    state(ctx).inventory_path = inventory
+
+
+def main() -> None:
+    """Run the CLI; every PushctlError becomes a one-line message and its exit code.
+
+    Usage errors (unknown flag, bad value) are typer's own and exit 2.
+    """
+    try:
+        app()
+    except PushctlError as exc:
+        render.error(exc.message, hint=exc.hint)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""`pushctl probe ...`: synthetic devices, a paced sender and the exact delivery ledger.
+
+pushctl probe run --devices 300 --rate 200 --duration 10s
+pushctl probe run --devices 300 --no-reconnect --json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from pushctl import render
+from pushctl.cli.state import state
+from pushctl.contract.topology import Inventory
+from pushctl.errors import UsageError
+from pushctl.probe import LedgerSummary, Probe, ProbeOptions, parse_duration
+
+app = typer.Typer(
+    help="Synthetic devices, a paced sender and the exact delivery ledger.", no_args_is_help=True
+)
+
+T = TypeVar("T")
+
+
+class GroupTarget(StrEnum):
+    DEVICES = "devices"
+    REGION = "region"
+
+
+# The probe's options, shared with `slo check`.
+DevicesOpt = Annotated[
+    int,
+    typer.Option("--devices", "-n", min=1, help="Synthetic devices (past 8,000 they shard over processes)."),
+]
+RateOpt = Annotated[float, typer.Option("--rate", min=0, help="Single pushes per second.")]
+GroupRateOpt = Annotated[float, typer.Option("--group-rate", min=0, help="Group pushes per second.")]
+GroupSizeOpt = Annotated[int, typer.Option("--group-size", min=1, help="Devices per group push.")]
+GroupTargetOpt = Annotated[
+    GroupTarget,
+    typer.Option(
+        "--group-target", help="devices: a random list; region: every device seen in a random region."
+    ),
+]
+DurationOpt = Annotated[str, typer.Option("--duration", help="How long to send: 500ms, 10s, 1m.")]
+DeadlineOpt = Annotated[str, typer.Option("--deadline", help="A delivery is on time within this (the SLO).")]
+GraceOpt = Annotated[
+    str, typer.Option("--grace", help="After sending stops, how long late deliveries count.")
+]
+RegionsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--regions", help="Home regions by weight, e.g. north=1,east=1,south=1 (default: inventory)."
+    ),
+]
+NoReconnectOpt = Annotated[
+    bool,
+    typer.Option("--no-reconnect", help="A lost connection stays lost (shows the ledger catching loss)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="Worker processes (default: as many as needed; 0: none)."),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Seed target choice and jitter (reproducible runs).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (no live view).")]
+
+
+def parse_regions(text: str | None) -> dict[str, float] | None:
+    """`north=2,east=1` -> {'north': 2.0, 'east': 1.0}; a bare name weighs 1."""
+    if text is None:
+        return None
+    weights: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value) if sep else 1.0
+        except ValueError:
+            raise UsageError(f"--regions: {item!r} is not region=weight") from None
+    if not weights:
+        raise UsageError("--regions: give at least one region, e.g. north=1,east=1")
+    return weights
+
+
+def probe_options(
+    *,
+    devices: int,
+    rate: float,
+    group_rate: float,
+    group_size: int,
+    group_target: GroupTarget,
+    duration: str,
+    deadline: str,
+    grace: str,
+    regions: str | None,
+    no_reconnect: bool,
+    workers: int | None,
+    seed: int | None,
+) -> ProbeOptions:
+    """Command-line values into validated ProbeOptions (UsageError, exit 2, when invalid)."""
+    options = ProbeOptions(
+        devices=devices,
+        rate=rate,
+        group_rate=group_rate,
+        group_size=group_size,
+        group_target="region" if group_target == GroupTarget.REGION else "devices",
+        duration=parse_duration(duration, what="--duration"),
+        deadline=parse_duration(deadline, what="--deadline"),
+        grace=parse_duration(grace, what="--grace", allow_zero=True),
+        regions=parse_regions(regions),
+        reconnect=not no_reconnect,
+        workers=workers,
+        seed=seed,
+    )
+    options.validate()
+    return options
+
+
+def run_probe(inventory: Inventory, options: ProbeOptions, *, live: bool) -> LedgerSummary:
+    """One bounded probe run with a live view; Ctrl-C / SIGTERM stop it and its workers cleanly."""
+    return run_async(_probe_routine(inventory, options, live))
+
+
+async def _probe_routine(inventory: Inventory, options: ProbeOptions, live: bool) -> LedgerSummary:
+    probe = Probe(inventory, options)
+    try:
+        with render.ProbeLive(live) as show:
+            task = asyncio.create_task(probe.run(), name="probe-run")
+            try:
+                while not task.done():
+                    show(probe.snapshot())
+                    await asyncio.wait({task}, timeout=0.5)
+                return task.result()
+            finally:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+    finally:
+        await probe.close()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, with SIGTERM treated like Ctrl-C: cancel, clean up in `finally`, exit 130."""
+    terminated = False
+
+    async def main() -> T:
+        nonlocal terminated
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_term() -> None:
+            nonlocal terminated
+            terminated = True
+            if task is not None:
+                task.cancel()
+
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread: no handler
+            loop.add_signal_handler(signal.SIGTERM, on_term)
+        try:
+            return await coro
+        finally:
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    group_rate: GroupRateOpt = 0.0,
+    group_size: GroupSizeOpt = 10,
+    group_target: GroupTargetOpt = GroupTarget.DEVICES,
+    duration: DurationOpt = "10s",
+    deadline: DeadlineOpt = "1s",
+    grace: GraceOpt = "5s",
+    regions: RegionsOpt = None,
+    no_reconnect: NoReconnectOpt = False,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run synthetic devices and a sender for --duration; classify every message (on time, late, lost)."""
+    options = probe_options(
+        devices=devices, rate=rate, group_rate=group_rate, group_size=group_size, group_target=group_target,
+        duration=duration, deadline=deadline, grace=grace, regions=regions, no_reconnect=no_reconnect,
+        workers=workers, seed=seed,
+    )  # fmt: skip
+    summary = run_probe(state(ctx).inventory, options, live=not json_out)
+    if json_out:
+        render.print_json(summary.to_json())
+    else:
+        render.probe_summary(summary)

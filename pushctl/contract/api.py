@@ -1,0 +1,182 @@
+"""The control API every push service implements: paths, schemas, topic and key names.
+
+One OpenAPI document (docs/openapi.json, generated from these models by
+`python -m pushctl.contract.openapi`) describes them. Control endpoints need
+`Authorization: Bearer <inventory token>`; `/healthz` and `/metrics` do not.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---- names shared by services and pushctl ------------------------------------------------------
+TOPIC_GROUP_PAYLOADS = "group-payloads"  # access -> kvwriter -> disk KV
+TOPIC_BUFFER = "buffer"  # access (throttled) -> bypass consumer -> logic
+KEY_ROUTES = "routes"  # store hash: device -> broker name
+KEY_REGION_DEVICES = "region-devices:{region}"  # store set: devices seen in a region
+KEY_OFFLINE = "offline:{device}"  # store hash: message id -> message JSON
+KEY_ONLINE_EVENTS = "online-events"  # store list: devices that came back (logic pops)
+KEY_ROUTING = "routing:weights"  # store hash: idc -> weight
+KEY_PAYLOAD = "payload:{id}"  # cache string: single-push payload
+KEY_GROUP_PAYLOAD = "group-payload:{id}"  # cache string: group payload (disk KV holds it too)
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(_Schema):
+    status: Literal["ok", "degraded"]
+    service: str
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+# ---- scheduler ---------------------------------------------------------------------------------
+class PolicyIn(_Schema):
+    kind: Literal["drain"] = "drain"
+    region: str
+    spread_s: float = Field(default=5.0, ge=0, le=600)
+    origin: Literal["operator", "auto"] = "operator"
+
+
+class Policy(PolicyIn):
+    id: str
+    created_at: float
+
+
+class RegionState(_Schema):
+    healthy: bool
+    connections: int
+    limit: int
+    drained: bool
+
+
+class PolicySet(_Schema):
+    version: int
+    policies: list[Policy]
+    regions: dict[str, RegionState] = Field(default_factory=dict)
+
+
+class AutoMode(_Schema):
+    """`PUT /v1/auto` on the scheduler: whether it drains unhealthy regions on its own."""
+
+    enabled: bool
+
+
+# ---- dispatcher --------------------------------------------------------------------------------
+class Endpoint(_Schema):
+    region: str
+    url: str
+
+
+class Endpoints(_Schema):
+    device: str
+    endpoints: list[Endpoint]
+
+
+# ---- broker ------------------------------------------------------------------------------------
+class Message(_Schema):
+    id: str
+    device: str
+    sent_at: float
+    payload: str | None = None  # inline payload (storage fallback or already resolved)
+    payload_ref: str | None = None  # cache / disk KV key to fetch it from
+    group: str | None = None
+
+
+class DeliverRequest(_Schema):
+    messages: list[Message]
+    timeout_ms: int = Field(default=2000, ge=1, le=30000)
+
+
+class DeliverResult(_Schema):
+    acked: list[str]
+    offline: list[str]  # the device holds no connection on this broker
+    timeout: list[str]  # written, but no ack within timeout_ms
+
+
+class Connections(_Schema):
+    broker: str
+    region: str
+    count: int
+    limit: int
+    draining: bool
+
+
+class ConnectionLimit(_Schema):
+    """`PUT /v1/limit` on a broker: the most device connections it holds at once."""
+
+    limit: int = Field(ge=0)
+
+
+# ---- logic gateway -----------------------------------------------------------------------------
+class PushBatch(_Schema):
+    messages: list[Message]
+
+
+class GroupTask(_Schema):
+    id: str
+    devices: list[str]
+    sent_at: float
+    payload_ref: str
+
+
+class Accepted(_Schema):
+    accepted: int
+    # ids taken by reference whose payload the gateway could not fetch: not accepted, re-send inline
+    missing: list[str] = Field(default_factory=list)
+
+
+class RoutingWeights(_Schema):
+    weights: dict[str, float]
+
+
+class LogicLoad(_Schema):
+    """`GET /v1/load` on a logic gateway: what the access tier's auto throttle reads."""
+
+    service: str
+    idc: str
+    messages_per_s: float  # messages finished (acked, stored offline or dropped) per second, recent
+    queued: int  # accepted, waiting to be processed
+    inflight: int  # in a delivery request to a broker right now
+
+
+# ---- access tier -------------------------------------------------------------------------------
+class SinglePush(_Schema):
+    id: str
+    device: str
+    payload: str
+    sent_at: float
+
+
+class SingleBatch(_Schema):
+    messages: list[SinglePush]
+
+
+class GroupPush(_Schema):
+    id: str
+    payload: str
+    sent_at: float
+    devices: list[str] | None = None
+    region: str | None = None  # every device seen in that region
+
+
+class AccessResult(_Schema):
+    accepted: int
+    direct: int
+    buffered: int
+    rejected: int
+
+
+class Throttle(_Schema):
+    mode: Literal["off", "fixed", "auto"] = "off"
+    limit_per_s: float | None = None
+    safe_load_per_s: float = 20000.0
+    threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+class StorageMode(_Schema):
+    mode: Literal["redis", "fallback"]
+    since: float

@@ -1,0 +1,88 @@
+"""One exception hierarchy, each class carrying its exit code and a user-facing message.
+
+    PushctlError (exit 3)
+    ├── UsageError (exit 2)                 bad input: flags, files, names
+    │   └── InventoryError (exit 2)         an invalid inventory / topology file
+    ├── SloBreached (exit 1)                the verifier measured a breach
+    ├── TargetUnreachable (exit 4)          a component or API did not answer
+    │   └── ToxiproxyError (exit 4)         Toxiproxy answered with an error
+    ├── ComponentFailed (exit 5)            a component did not start / became unhealthy
+    ├── MissingToolchain (exit 2)           go, java, mvn, apt-get ... not found
+    ├── LockHeld (exit 6)                   another action holds the target's lock
+    └── RollbackFailed (exit 7)             the platform could not be restored
+
+`retriable` says whether retrying the same call may succeed.
+"""
+
+from __future__ import annotations
+
+
+class PushctlError(Exception):
+    """Root of every error pushctl shows to a user."""
+
+    exit_code: int = 3
+    retriable: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} ({self.hint})"
+
+
+class UsageError(PushctlError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class InventoryError(UsageError):
+    """The inventory file is invalid; the message names the file and the key."""
+
+
+class MissingToolchain(PushctlError):
+    """A tool needed to install a real component is not on this machine."""
+
+    exit_code = 2
+
+
+class SloBreached(PushctlError):
+    """The delivery SLO did not hold."""
+
+    exit_code = 1
+
+
+class TargetUnreachable(PushctlError):
+    """A component or control API did not answer in time."""
+
+    exit_code = 4
+    retriable = True
+
+
+class ToxiproxyError(TargetUnreachable):
+    """Toxiproxy refused a call; carries its HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.retriable = status is None or status >= 500
+
+
+class ComponentFailed(PushctlError):
+    """A component of the stack failed to start or stay healthy."""
+
+    exit_code = 5
+
+
+class LockHeld(PushctlError):
+    """Another pushctl action holds the lock on this target."""
+
+    exit_code = 6
+
+
+class RollbackFailed(PushctlError):
+    """Rolling back left the platform away from its baseline."""
+
+    exit_code = 7

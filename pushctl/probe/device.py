@@ -1,0 +1,363 @@
+"""A synthetic device: a WebSocket client that behaves like a phone on the push platform.
+
+It asks the dispatcher for endpoints (nearest first), connects to the first, authenticates, acks
+every push at once and de-duplicates by message id. It obeys `reconnect` orders (wait `after_ms`,
+ask the dispatcher again, go to a region not in `avoid`). When a connection is lost or refused it
+backs off (exponential, jittered) and tries the NEXT endpoint of its list: the three-region IP set
+lets devices fail over on their own, even with the dispatcher down (the inventory's device links are
+the fallback list). While connected it re-asks the dispatcher now and then, so devices drift back to
+their home region once a drain is withdrawn.
+
+    device = Device("probe-1", "north", config, http, observer)
+    task = asyncio.create_task(device.run())   # cancel the task to take the device away
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from pushctl.contract import frames
+from pushctl.contract.api import Endpoint, Endpoints
+
+Cause = Literal["initial", "order", "lost", "rebalance"]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """How devices reach the platform and how they behave; plain data, so it crosses processes."""
+
+    dispatcher_url: str  # http://host:port of the dispatcher (its public link)
+    secret: str  # the platform secret device tokens derive from (also the dispatcher's bearer token)
+    fallback: Mapping[str, Sequence[tuple[str, str]]]  # home region -> [(region, ws url)], nearest first
+    reconnect: bool = True  # False: a lost connection stays lost (shows the ledger catching loss)
+    open_timeout: float = 5.0
+    auth_timeout: float = 5.0
+    dispatcher_timeout: float = 2.0
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+    recheck_s: float = 10.0  # mean interval between dispatcher re-asks while connected; 0 disables
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    dedup_window: int = 4096  # ids a device remembers for de-duplication (a phone's memory is finite)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeviceConfig:
+        fields = dict(data)
+        fields["fallback"] = {r: [tuple(e) for e in eps] for r, eps in data["fallback"].items()}
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class ReconnectEvent:
+    """One stretch without a connection: from its cause to the next auth_ok (None: never)."""
+
+    device: str
+    cause: Cause
+    started_at: float
+    connected_at: float | None
+    from_region: str | None
+    to_region: str | None
+    attempts: int
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.connected_at is None else self.connected_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReconnectEvent:
+        return cls(**data)
+
+
+@dataclass
+class DeviceStats:
+    device: str
+    home: str
+    region: str | None = None  # where it is connected now (None: offline)
+    connects: int = 0  # successful authentications
+    refusals: int = 0  # attempts that ended before auth_ok
+    pushes: int = 0  # push frames received, duplicates included
+    raw_duplicates: int = 0
+    events: list[ReconnectEvent] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["events"] = [e.to_json() for e in self.events]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeviceStats:
+        fields = dict(data)
+        fields["events"] = [ReconnectEvent.from_json(e) for e in data.get("events", [])]
+        return cls(**fields)
+
+
+class DeviceObserver(Protocol):
+    """Who hears what devices see: a fleet, which feeds the ledger and counts connections."""
+
+    def delivered(self, msg_id: str, device: str, at: float, app: bool) -> None: ...
+
+    def connected(self, device: str, region: str) -> None: ...
+
+    def disconnected(self, device: str, region: str) -> None: ...
+
+    def reconnected(self, event: ReconnectEvent) -> None: ...
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def ws_url(url: str) -> str:
+    """An endpoint URL as dialled: the contract's path is added when the URL has none."""
+    return url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + frames.WS_PATH
+
+
+def _resolve(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+@dataclass(frozen=True)
+class _End:
+    kind: Literal["refused", "lost", "order", "rebalance"]
+    order: frames.Reconnect | None = None
+    order_at: float = 0.0
+    endpoints: tuple[Endpoint, ...] = ()
+
+
+class Device:
+    """One phone. `run()` lives until cancelled; `stats` is readable at any time."""
+
+    def __init__(
+        self,
+        device_id: str,
+        home: str,
+        config: DeviceConfig,
+        http: httpx.AsyncClient,
+        observer: DeviceObserver,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.id = device_id
+        self.home = home
+        self.config = config
+        self.stats = DeviceStats(device_id, home)
+        self._http = http
+        self._observer = observer
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._token = frames.device_token(config.secret, device_id)
+        self._seen: dict[str, None] = {}
+        self._episode: tuple[Cause, float, str | None, int] | None = None  # cause, since, from, attempts
+        self._wake: asyncio.Future[str] | None = None
+        self._order: tuple[float, frames.Reconnect] | None = None
+
+    @property
+    def region(self) -> str | None:
+        return self.stats.region
+
+    # ---- the life of a device ------------------------------------------------------------------
+    async def run(self) -> None:
+        cfg = self.config
+        self._episode = ("initial", time.time(), None, 0)
+        endpoints = await self._endpoints()
+        idx, attempt = 0, 0
+        while True:
+            end = await self._session(endpoints[idx % len(endpoints)])
+            if end.kind == "refused":
+                self.stats.refusals += 1
+                attempt += 1
+                idx += 1
+                if idx % len(endpoints) == 0:  # the whole list refused: the dispatcher may know better
+                    endpoints, idx = await self._endpoints(), 0
+                await asyncio.sleep(backoff_delay(attempt, cfg.backoff_base, cfg.backoff_cap, self._rng))
+                continue
+            attempt = 0
+            if not cfg.reconnect:
+                return  # a lost connection stays lost
+            if end.kind == "lost":
+                self._episode = ("lost", time.time(), self._last_region, 0)
+                idx += 1
+                await asyncio.sleep(backoff_delay(1, cfg.backoff_base, cfg.backoff_cap, self._rng))
+            elif end.kind == "order":
+                assert end.order is not None  # noqa: S101 - an order end always carries its frame
+                self._episode = ("order", end.order_at, self._last_region, 0)
+                fresh = await self._endpoints()
+                allowed = tuple(e for e in fresh if e.region not in end.order.avoid)
+                endpoints, idx = (allowed or fresh), 0
+            else:
+                self._episode = ("rebalance", time.time(), self._last_region, 0)
+                endpoints, idx = end.endpoints, 0
+
+    async def _session(self, ep: Endpoint) -> _End:
+        cfg = self.config
+        authenticated = False
+        if self._episode is not None:
+            cause, since, origin, attempts = self._episode
+            self._episode = (cause, since, origin, attempts + 1)
+        try:
+            async with connect(
+                ws_url(ep.url),
+                compression=None,
+                proxy=None,
+                open_timeout=cfg.open_timeout,
+                ping_interval=cfg.ping_interval,
+                ping_timeout=cfg.ping_timeout,
+                close_timeout=1.0,
+            ) as ws:
+                auth = frames.Auth(device=self.id, token=self._token, region=self.home)
+                await ws.send(auth.model_dump_json())
+                reply = json.loads(await asyncio.wait_for(ws.recv(), cfg.auth_timeout))
+                if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
+                    return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
+                ok = frames.AuthOk.model_validate(reply)
+                authenticated = True
+                self._connected(ok.region or ep.region)
+                try:
+                    return await self._serve(ws)
+                finally:
+                    self._disconnected()
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
+            # ValueError covers undecodable JSON and pydantic's ValidationError
+            return _End("lost" if authenticated else "refused")
+
+    async def _serve(self, ws: ClientConnection) -> _End:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[str] = loop.create_future()
+        self._wake, self._order = wake, None
+        reader = asyncio.create_task(self._read_routine(ws), name=f"device-{self.id}-reader")
+        check_every = cfg.recheck_s if cfg.reconnect and cfg.recheck_s > 0 else None
+        next_check = loop.time() + self._jittered(check_every) if check_every else None
+        try:
+            while True:
+                timeout = None if next_check is None else max(0.0, next_check - loop.time())
+                waiting: set[asyncio.Future[Any]] = {reader, wake}
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if wake.done() and self._order is not None:
+                    return _End("order", self._order[1], self._order[0])
+                if reader.done():
+                    if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
+                        order = self._order or (
+                            time.time(),
+                            frames.Reconnect(after_ms=0, avoid=[self.stats.region or ""], reason="closed"),
+                        )
+                        return _End("order", order[1], order[0])
+                    return _End("lost")
+                if next_check is not None and loop.time() >= next_check:
+                    if self._order is None:  # an order in progress moves the device anyway
+                        fresh = await self._ask_dispatcher()
+                        if fresh and fresh[0].region != self.stats.region and not reader.done():
+                            return _End("rebalance", endpoints=fresh)
+                    next_check = loop.time() + self._jittered(check_every)
+        finally:
+            self._wake = None
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_routine(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                at = time.time()
+                frame = json.loads(raw)
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                if kind == "push":
+                    msg_id = str(frame["id"])
+                    await ws.send(frames.Ack(id=msg_id).model_dump_json())
+                    self._push(msg_id, at)
+                elif kind == "reconnect":
+                    self._ordered(frames.Reconnect.model_validate(frame), at)
+                elif kind == "ping":
+                    await ws.send(frames.Pong().model_dump_json())
+
+    # ---- what a device does with frames ----------------------------------------------------
+    def _push(self, msg_id: str, at: float) -> None:
+        self.stats.pushes += 1
+        if msg_id in self._seen:
+            self.stats.raw_duplicates += 1
+            self._observer.delivered(msg_id, self.id, at, False)
+            return
+        self._seen[msg_id] = None
+        if len(self._seen) > self.config.dedup_window:
+            del self._seen[next(iter(self._seen))]
+        self._observer.delivered(msg_id, self.id, at, True)
+
+    def _ordered(self, order: frames.Reconnect, at: float) -> None:
+        if not self.config.reconnect or self._order is not None:
+            return  # without reconnection the device stays until the broker closes it
+        self._order = (at, order)
+        wake = self._wake
+        if wake is not None:
+            asyncio.get_running_loop().call_later(max(0, order.after_ms) / 1000.0, _resolve, wake, "order")
+
+    def _connected(self, region: str) -> None:
+        now = time.time()
+        self.stats.connects += 1
+        self.stats.region = region
+        self._last_region = region
+        if self._episode is not None:
+            cause, since, origin, attempts = self._episode
+            event = ReconnectEvent(self.id, cause, since, now, origin, region, attempts)
+            self.stats.events.append(event)
+            self._observer.reconnected(event)
+            self._episode = None
+        self._observer.connected(self.id, region)
+
+    def _disconnected(self) -> None:
+        region, self.stats.region = self.stats.region, None
+        if region is not None:
+            self._observer.disconnected(self.id, region)
+
+    def pending_event(self) -> ReconnectEvent | None:
+        """The stretch without a connection in progress, if any (connected_at is None)."""
+        if self._episode is None:
+            return None
+        cause, since, origin, attempts = self._episode
+        return ReconnectEvent(self.id, cause, since, None, origin, None, attempts)
+
+    # ---- the dispatcher ------------------------------------------------------------------------
+    async def _endpoints(self) -> tuple[Endpoint, ...]:
+        found = await self._ask_dispatcher()
+        if found:
+            return found
+        static = self.config.fallback.get(self.home) or next(iter(self.config.fallback.values()))
+        return tuple(Endpoint(region=r, url=u) for r, u in static)
+
+    async def _ask_dispatcher(self) -> tuple[Endpoint, ...]:
+        try:
+            resp = await self._http.get(
+                f"{self.config.dispatcher_url}/v1/endpoints",
+                params={"device": self.id, "region": self.home},
+                headers={"Authorization": f"Bearer {self.config.secret}"},
+                timeout=self.config.dispatcher_timeout,
+            )
+            resp.raise_for_status()
+            return tuple(Endpoints.model_validate_json(resp.content).endpoints)
+        except (httpx.HTTPError, ValidationError):
+            return ()
+
+    def _jittered(self, mean: float | None) -> float:
+        return (mean or 0.0) * self._rng.uniform(0.5, 1.5)
+
+    _last_region: str | None = None

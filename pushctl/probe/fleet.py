@@ -1,0 +1,174 @@
+"""The devices one process runs: started at a bounded rate, counted per region, feeding a ledger.
+
+A process may hold at most 20,000 descriptors here, one per device connection, so a prober runs at
+most `MAX_DEVICES_PER_PROCESS` devices in one fleet and shards the rest over worker processes.
+
+    fleet = Fleet(config, [("probe-1", "north")], ledger)
+    await fleet.start()
+    await fleet.wait_connected(within=10)
+    await fleet.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from pushctl.probe.device import Device, DeviceConfig, DeviceStats, ReconnectEvent
+from pushctl.probe.ledger import Ledger
+
+MAX_DEVICES_PER_PROCESS = 8000
+DEFAULT_CONNECT_RATE = 400.0  # new devices per second (WebSocket handshakes cost ~0.5-0.7 ms each)
+
+
+def spread(n: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Split n devices over regions by weight (largest remainder; exact total, stable order)."""
+    live = {r: w for r, w in weights.items() if w > 0}
+    if n < 0 or not live:
+        raise ValueError("need n >= 0 and at least one region with a positive weight")
+    total = sum(live.values())
+    quotas = {r: n * w / total for r, w in live.items()}
+    counts = {r: math.floor(q) for r, q in quotas.items()}
+    order = sorted(live, key=lambda r: (-(quotas[r] - counts[r]), list(live).index(r)))
+    for r in order[: n - sum(counts.values())]:
+        counts[r] += 1
+    return counts
+
+
+def device_ids(run_id: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:
+    """(device id, home region) for every probe device; ids are unique per run."""
+    out: list[tuple[str, str]] = []
+    for region, count in counts.items():
+        out.extend((f"probe-{run_id}-{region}-{i:05d}", region) for i in range(count))
+    return out
+
+
+class Fleet:
+    """Runs devices in this process; implements the DeviceObserver they report to."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        devices: Sequence[tuple[str, str]],
+        ledger: Ledger,
+        *,
+        connect_rate: float = DEFAULT_CONNECT_RATE,
+        seed: int | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        if len(devices) > MAX_DEVICES_PER_PROCESS:
+            raise ValueError(f"one process runs at most {MAX_DEVICES_PER_PROCESS} devices")
+        self.config = config
+        self.ledger = ledger
+        self.connected_by_region: Counter[str] = Counter()
+        self.seen: dict[str, set[str]] = {}  # device -> regions it authenticated in
+        self.new_seen: list[tuple[str, str]] = []  # (device, region) not yet collected by take_seen
+        self.events: list[ReconnectEvent] = []  # completed reconnections, in order
+        self._rng = random.Random(seed)  # noqa: S311 - jitter, not cryptography
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(
+            trust_env=False, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        )
+        self._devices = [
+            Device(dev, home, config, self._http, self, rng=random.Random(self._rng.random()))  # noqa: S311
+            for dev, home in devices
+        ]
+        for dev, home in devices:
+            ledger.register(dev, home)
+        self._connect_rate = connect_rate
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ramp: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start bringing devices up (at `connect_rate` per second); returns at once."""
+        if self._ramp is None:
+            self._ramp = asyncio.create_task(self._ramp_routine(), name="fleet-ramp")
+
+    async def wait_connected(self, within: float) -> bool:
+        """Wait until every device has connected once (at most `within` seconds); True if all have."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.ever_connected < len(self._devices):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def stop(self) -> None:
+        """Take every device away (idempotent)."""
+        tasks = [t for t in (self._ramp, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._ramp = None
+        if self._own_http:
+            await self._http.aclose()
+
+    async def _ramp_routine(self) -> None:
+        step = 0.05
+        per_step = max(1, round(self._connect_rate * step))
+        for i, device in enumerate(self._devices):
+            if i and i % per_step == 0:
+                await asyncio.sleep(step)
+            self._tasks.append(asyncio.create_task(device.run(), name=f"device-{device.id}"))
+
+    # ---- reading -------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return len(self._devices)
+
+    @property
+    def online(self) -> int:
+        return sum(self.connected_by_region.values())
+
+    @property
+    def ever_connected(self) -> int:
+        return len(self.seen)
+
+    def stats(self) -> list[DeviceStats]:
+        """Per-device stats; a stretch still without a connection is appended as an open event."""
+        out = []
+        for device in self._devices:
+            stats = DeviceStats.from_json(device.stats.to_json())
+            pending = device.pending_event()
+            if pending is not None:
+                stats.events.append(pending)
+            out.append(stats)
+        return out
+
+    def pending_events(self) -> list[ReconnectEvent]:
+        return [e for d in self._devices if (e := d.pending_event()) is not None]
+
+    def take_seen(self) -> list[tuple[str, str]]:
+        taken, self.new_seen = self.new_seen, []
+        return taken
+
+    def seen_in(self, region: str) -> list[str]:
+        return [dev for dev, regions in self.seen.items() if region in regions]
+
+    # ---- DeviceObserver -----------------------------------------------------------------------
+    def delivered(self, msg_id: str, device: str, at: float, app: bool) -> None:
+        self.ledger.delivered(msg_id, device, at, app=app)
+
+    def connected(self, device: str, region: str) -> None:
+        self.connected_by_region[region] += 1
+        regions = self.seen.setdefault(device, set())
+        if region not in regions:
+            regions.add(region)
+            self.new_seen.append((device, region))
+
+    def disconnected(self, device: str, region: str) -> None:
+        self.connected_by_region[region] -= 1
+
+    def reconnected(self, event: ReconnectEvent) -> None:
+        self.events.append(event)

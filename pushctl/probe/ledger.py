@@ -1,0 +1,434 @@
+"""The delivery ledger: exact accounting of every (message id, device) the sender expects delivered.
+
+Pure: no clock, no I/O. The sender records what it sent (`sent`), devices record what arrived
+(`delivered`), and `summary(cutoff=...)` classifies every expected delivery:
+
+- on_time: first delivered within `deadline` seconds of its send time;
+- late: first delivered after the deadline, but by `cutoff` (end of sending + grace);
+- lost: not delivered by `cutoff`;
+- raw_duplicates: frames beyond the first for the same (id, device), before the device de-duplicates;
+- duplicates: deliveries the device's de-duplication let through twice (an application-visible bug).
+
+A group push to N devices counts as N expected deliveries. Ledgers merge exactly (`merge`): a sharded
+prober keeps one partial ledger per worker and the sum of the parts is the ledger of the whole.
+
+    ledger = Ledger(deadline=1.0)
+    ledger.register("d1", "north")
+    ledger.sent("m1", 100.0, ["d1"])
+    ledger.delivered("m1", "d1", 100.2)
+    ledger.summary(cutoff=106.0).delivery_rate   # 100.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+UNKNOWN_REGION = "unknown"
+WORST_SECONDS = 5
+_LIVE_LATENCIES = 20_000
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values; None when there are none."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values) - 1e-9))  # 99.9 % of 1000 is 999, not 1000
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def rate(on_time: int, sent: int) -> float | None:
+    """Delivery rate in percent; None when nothing was sent (no rate to speak of)."""
+    return on_time * 100.0 / sent if sent else None
+
+
+# ---- results ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Latency:
+    """Latency percentiles in milliseconds over first deliveries (on time and late)."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        values = sorted(seconds)
+
+        def ms(p: float) -> float | None:
+            v = percentile(values, p)
+            return None if v is None else round(v * 1000.0, 3)
+
+        return cls(p50=ms(50), p95=ms(95), p99=ms(99), p999=ms(99.9))
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"p50": self.p50, "p95": self.p95, "p99": self.p99, "p999": self.p999}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Counters over a set of expected deliveries (the whole run, or one region)."""
+
+    sent: int = 0
+    on_time: int = 0
+    late: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    raw_duplicates: int = 0
+    latency_ms: Latency = field(default_factory=Latency)
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return rate(self.on_time, self.sent)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "on_time": self.on_time,
+            "late": self.late,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "raw_duplicates": self.raw_duplicates,
+            "delivery_rate": self.delivery_rate,
+            "latency_ms": self.latency_ms.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Second:
+    """Outcome of the messages sent during second `t` of the run (t = 0 is when sending began)."""
+
+    t: int
+    sent: int = 0
+    on_time: int = 0
+    late: int = 0
+    lost: int = 0
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return rate(self.on_time, self.sent)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.t, "sent": self.sent, "on_time": self.on_time, "late": self.late, "lost": self.lost}
+
+
+@dataclass(frozen=True)
+class LedgerSummary(Counts):
+    """The classified run. `to_json()` is the documented machine output of `probe run --json`."""
+
+    by_region: dict[str, Counts] = field(default_factory=dict)
+    per_second: tuple[Second, ...] = ()
+    unexpected: int = 0  # deliveries of ids nobody sent to that device (not part of the JSON)
+    deadline_s: float = 1.0
+
+    @property
+    def worst_seconds(self) -> tuple[Second, ...]:
+        """Up to five seconds that missed the most, worst delivery rate first."""
+        missed = [s for s in self.per_second if s.sent and s.on_time < s.sent]
+        missed.sort(key=lambda s: (s.on_time / s.sent, s.t))
+        return tuple(missed[:WORST_SECONDS])
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["by_region"] = {name: c.to_json() for name, c in sorted(self.by_region.items())}
+        out["per_second"] = [s.to_json() for s in self.per_second]
+        out["worst_seconds"] = [{**s.to_json(), "delivery_rate": s.delivery_rate} for s in self.worst_seconds]
+        return out
+
+
+@dataclass(frozen=True)
+class LiveSecond:
+    t: int
+    sent: int
+    on_time: int
+    late: int
+    waiting: int  # not delivered yet: pending if within the deadline, overdue after it
+    overdue: bool  # the deadline of every message of this second has passed
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A cheap, running view of the ledger while messages are still in flight."""
+
+    sent: int
+    delivered: int
+    on_time: int
+    late: int
+    overdue: int  # not delivered, deadline passed: will end late or lost
+    pending: int  # not delivered, deadline not passed yet
+    duplicates: int
+    raw_duplicates: int
+    latency_p99_ms: float | None  # over the most recent deliveries
+    per_second: tuple[LiveSecond, ...]
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """On time over every message already decided (delivered, or past its deadline)."""
+        return rate(self.on_time, self.on_time + self.late + self.overdue)
+
+
+# ---- the ledger -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Sent:
+    at: float
+    devices: frozenset[str]
+    open: bool = False  # a region group push: whichever probe device receives it was a target too
+
+
+@dataclass(slots=True)
+class Delivery:
+    first_at: float
+    raw: int = 1  # frames received for this (id, device)
+    app: int = 1  # of which the device's de-duplication passed on to the application
+
+
+class Ledger:
+    """Sent messages and deliveries; exact summary on demand, cheap live progress always."""
+
+    def __init__(self, *, deadline: float = 1.0, t0: float | None = None) -> None:
+        if deadline <= 0:
+            raise ValueError("deadline must be > 0")
+        self.deadline = deadline
+        self.t0 = t0
+        self.homes: dict[str, str] = {}
+        self._sent: dict[str, Sent] = {}
+        self._deliveries: dict[tuple[str, str], Delivery] = {}
+        # live counters, kept incrementally (the summary recomputes everything from the records)
+        self._live: dict[int, list[int]] = {}  # second -> [sent, on_time, late]
+        self._expected = self._delivered = self._on_time = self._late = 0
+        self._raw_dups = self._app_dups = 0
+        self._latencies: deque[float] = deque(maxlen=_LIVE_LATENCIES)
+
+    # ---- recording ---------------------------------------------------------------------------
+    def register(self, device: str, home: str) -> None:
+        """Declare a probe device and its home region (the region its counters are filed under)."""
+        self.homes[device] = home
+
+    def sent(self, msg_id: str, at: float, devices: Iterable[str], *, open: bool = False) -> None:
+        """The sender sent `msg_id` at `at` (epoch seconds) to each of `devices`."""
+        targets = frozenset(devices)
+        old = self._sent.get(msg_id)
+        if old is not None:
+            targets = targets - old.devices
+            record = Sent(min(old.at, at), old.devices | targets, old.open or open)
+        else:
+            record = Sent(at, targets, open)
+        self._sent[msg_id] = record
+        if self.t0 is None:
+            self.t0 = at
+        for device in targets:
+            self._live_expect(record)
+            found = self._deliveries.get((msg_id, device))
+            if found is not None:
+                self._live_first(record, found.first_at, +1)
+
+    def delivered(self, msg_id: str, device: str, at: float, *, app: bool = True) -> None:
+        """A push frame for `msg_id` reached `device` at `at`; `app` if de-duplication passed it on."""
+        self._add(msg_id, device, at, 1, 1 if app else 0)
+
+    def merge(self, other: Ledger) -> None:
+        """Add another (partial) ledger into this one; merging shards is exact and order-free."""
+        self.homes.update(other.homes)
+        if other.t0 is not None and (self.t0 is None or other.t0 < self.t0):
+            self.t0 = other.t0
+        for msg_id, rec in other._sent.items():
+            self.sent(msg_id, rec.at, rec.devices, open=rec.open)
+        for (msg_id, device), d in other._deliveries.items():
+            self._add(msg_id, device, d.first_at, d.raw, d.app)
+
+    @property
+    def outstanding(self) -> int:
+        """Expected deliveries not delivered yet (live; for stopping early once everything arrived)."""
+        return self._expected - self._delivered
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    # ---- wire form (how a worker ships its partial ledger to the parent) ---------------------
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "deadline": self.deadline,
+            "t0": self.t0,
+            "homes": self.homes,
+            "sent": [[i, s.at, sorted(s.devices), s.open] for i, s in self._sent.items()],
+            "deliveries": [[i, dev, d.first_at, d.raw, d.app] for (i, dev), d in self._deliveries.items()],
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Ledger:
+        ledger = cls(deadline=float(data["deadline"]), t0=data.get("t0"))
+        ledger.homes.update(data.get("homes", {}))
+        for msg_id, at, devices, is_open in data.get("sent", []):
+            ledger.sent(str(msg_id), float(at), devices, open=bool(is_open))
+        for msg_id, device, first_at, raw, app in data.get("deliveries", []):
+            ledger._add(str(msg_id), str(device), float(first_at), int(raw), int(app))
+        return ledger
+
+    # ---- exact classification ----------------------------------------------------------------
+    def summary(
+        self, *, cutoff: float = math.inf, since: float | None = None, until: float | None = None
+    ) -> LedgerSummary:
+        """Classify every expected delivery of messages sent in [since, until).
+
+        `cutoff` is the end of the run plus the grace period: anything not delivered by then is lost.
+        """
+        t0 = self.t0 if self.t0 is not None else 0.0
+        receivers = self._open_receivers()
+        total = _Acc()
+        regions: dict[str, _Acc] = {}
+        seconds: dict[int, list[int]] = {}
+        for msg_id, rec in self._sent.items():
+            if (since is not None and rec.at < since) or (until is not None and rec.at >= until):
+                continue
+            targets = rec.devices | receivers.get(msg_id, frozenset())
+            second = seconds.setdefault(max(0, math.floor(rec.at - t0)), [0, 0, 0, 0])
+            for device in targets:
+                region = regions.setdefault(self.homes.get(device, UNKNOWN_REGION), _Acc())
+                d = self._deliveries.get((msg_id, device))
+                if d is None or d.first_at > cutoff:
+                    outcome, latency, dups, raw_dups = 3, None, 0, 0
+                else:
+                    latency = max(0.0, d.first_at - rec.at)
+                    outcome = 1 if latency <= self.deadline else 2
+                    dups, raw_dups = max(0, d.app - 1), max(0, d.raw - 1)
+                for acc in (total, region):
+                    acc.add(outcome, latency, dups, raw_dups)
+                second[0] += 1
+                second[outcome] += 1
+        per_second = tuple(
+            Second(t, *seconds.get(t, (0, 0, 0, 0))) for t in range(max(seconds, default=-1) + 1)
+        )
+        base = total.counts()
+        return LedgerSummary(
+            sent=base.sent,
+            on_time=base.on_time,
+            late=base.late,
+            lost=base.lost,
+            duplicates=base.duplicates,
+            raw_duplicates=base.raw_duplicates,
+            latency_ms=base.latency_ms,
+            by_region={name: acc.counts() for name, acc in regions.items()},
+            per_second=per_second,
+            unexpected=self._unexpected(receivers),
+            deadline_s=self.deadline,
+        )
+
+    def _open_receivers(self) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = {}
+        for msg_id, device in self._deliveries:
+            rec = self._sent.get(msg_id)
+            if rec is not None and rec.open and device not in rec.devices:
+                found.setdefault(msg_id, set()).add(device)
+        return {k: frozenset(v) for k, v in found.items()}
+
+    def _unexpected(self, receivers: Mapping[str, frozenset[str]]) -> int:
+        count = 0
+        for (msg_id, device), d in self._deliveries.items():
+            rec = self._sent.get(msg_id)
+            if rec is None or (device not in rec.devices and device not in receivers.get(msg_id, ())):
+                count += d.raw
+        return count
+
+    # ---- live progress -------------------------------------------------------------------------
+    def progress(self, now: float) -> Progress:
+        """Where the run stands at `now` (epoch seconds); approximate only for out-of-order merges."""
+        t0 = self.t0 if self.t0 is not None else now
+        per_second: list[LiveSecond] = []
+        overdue = pending = 0
+        for t in sorted(self._live):
+            sent, on_time, late = self._live[t]
+            waiting = sent - on_time - late
+            past = t0 + t + 1 + self.deadline <= now
+            per_second.append(LiveSecond(t, sent, on_time, late, waiting, past))
+            if past:
+                overdue += waiting
+            else:
+                pending += waiting
+        return Progress(
+            sent=self._expected,
+            delivered=self._delivered,
+            on_time=self._on_time,
+            late=self._late,
+            overdue=overdue,
+            pending=pending,
+            duplicates=self._app_dups,
+            raw_duplicates=self._raw_dups,
+            latency_p99_ms=_ms(percentile(sorted(self._latencies), 99)),
+            per_second=tuple(per_second),
+        )
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _add(self, msg_id: str, device: str, first_at: float, raw: int, app: int) -> None:
+        key = (msg_id, device)
+        old = self._deliveries.get(key)
+        if old is None:
+            self._deliveries[key] = Delivery(first_at, raw, app)
+            self._raw_dups += max(0, raw - 1)
+            self._app_dups += max(0, app - 1)
+            rec = self._sent.get(msg_id)
+            if rec is not None:
+                if device not in rec.devices and rec.open:
+                    self._live_expect(rec)
+                if device in rec.devices or rec.open:
+                    self._live_first(rec, first_at, +1)
+            return
+        self._raw_dups += max(0, old.raw + raw - 1) - max(0, old.raw - 1)
+        self._app_dups += max(0, old.app + app - 1) - max(0, old.app - 1)
+        old.raw += raw
+        old.app += app
+        if first_at < old.first_at:
+            rec = self._sent.get(msg_id)
+            if rec is not None and (device in rec.devices or rec.open):
+                self._live_first(rec, old.first_at, -1)
+                self._live_first(rec, first_at, +1)
+            old.first_at = first_at
+
+    def _second(self, rec: Sent) -> list[int]:
+        t0 = self.t0 if self.t0 is not None else rec.at
+        return self._live.setdefault(max(0, math.floor(rec.at - t0)), [0, 0, 0])
+
+    def _live_expect(self, rec: Sent) -> None:
+        self._expected += 1
+        self._second(rec)[0] += 1
+
+    def _live_first(self, rec: Sent, first_at: float, sign: int) -> None:
+        latency = max(0.0, first_at - rec.at)
+        bucket = self._second(rec)
+        self._delivered += sign
+        if latency <= self.deadline:
+            self._on_time += sign
+            bucket[1] += sign
+        else:
+            self._late += sign
+            bucket[2] += sign
+        if sign > 0:
+            self._latencies.append(latency)
+
+
+class _Acc:
+    __slots__ = ("counts_", "dups", "latencies", "raw_dups")
+
+    def __init__(self) -> None:
+        self.counts_ = [0, 0, 0, 0]  # sent, on_time, late, lost
+        self.dups = self.raw_dups = 0
+        self.latencies: list[float] = []
+
+    def add(self, outcome: int, latency: float | None, dups: int, raw_dups: int) -> None:
+        self.counts_[0] += 1
+        self.counts_[outcome] += 1
+        self.dups += dups
+        self.raw_dups += raw_dups
+        if latency is not None:
+            self.latencies.append(latency)
+
+    def counts(self) -> Counts:
+        sent, on_time, late, lost = self.counts_
+        return Counts(sent, on_time, late, lost, self.dups, self.raw_dups, Latency.of(self.latencies))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)

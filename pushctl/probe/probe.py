@@ -1,0 +1,494 @@
+"""The probe: synthetic devices, a sender and the ledger, as one object actions can hold while they act.
+
+    async with Probe(inventory, ProbeOptions(devices=300, rate=200, duration=None)) as probe:
+        ...                       # apply a fault, drain a region, ...
+        probe.snapshot()          # live: connected per region, delivery so far
+        summary = await probe.stop()
+    summary.delivery_rate, probe.drain_stats(since=t_drain)
+
+`start()` brings the devices up (waiting until each has connected once, or a timeout) and starts
+sending; `stop()` stops sending, waits for late deliveries (up to `grace`, less if everything has
+arrived), takes the devices away and classifies every message. Up to 8,000 devices run in this
+process; beyond that (or with `workers=`) they are sharded over worker processes, which `close()`
+always terminates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Literal, Protocol
+
+import httpx
+
+from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
+from pushctl.errors import TargetUnreachable, UsageError
+from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent
+from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, MAX_DEVICES_PER_PROCESS, Fleet, device_ids, spread
+from pushctl.probe.ledger import Ledger, LedgerSummary, Progress, percentile
+from pushctl.probe.sender import Sender, SenderStats
+from pushctl.probe.shards import WorkerShard
+
+Phase = Literal["idle", "connecting", "sending", "grace", "done"]
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    devices: int = 300
+    rate: float = 200.0  # single pushes per second
+    group_rate: float = 0.0  # group pushes per second
+    group_size: int = 10
+    group_target: Literal["devices", "region"] = "devices"
+    duration: float | None = 10.0  # seconds of sending; None: until stop()
+    deadline: float = 1.0  # on time when first delivered within this many seconds
+    grace: float = 5.0  # after sending stops, how long a message may still arrive (late, not lost)
+    regions: Mapping[str, float] | None = None  # home-region weights; None: the inventory's
+    reconnect: bool = True
+    workers: int | None = None  # worker processes; None: as many as needed, 0: all in this process
+    connect_rate: float = DEFAULT_CONNECT_RATE  # device connections started per second, in total
+    connect_timeout: float | None = None  # None: scaled with the number of devices
+    recheck_s: float = 10.0  # devices re-ask the dispatcher this often (to return home)
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.devices < 1:
+            raise UsageError("--devices must be at least 1")
+        if self.rate < 0 or self.group_rate < 0 or self.rate + self.group_rate <= 0:
+            raise UsageError("nothing to send: --rate and --group-rate are both 0")
+        if self.group_size < 1:
+            raise UsageError("--group-size must be at least 1")
+        if self.deadline <= 0 or self.grace < 0:
+            raise UsageError("--deadline must be > 0 and --grace >= 0")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError("--workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class DrainStats:
+    """How fast devices got a connection back after losing one (reconnect order, loss, rebalance)."""
+
+    reconnects: int
+    by_cause: dict[str, int]
+    to_region: dict[str, int]
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    max_s: float | None
+    offline: int  # devices without a connection right now
+
+
+@dataclass(frozen=True)
+class ProbeSnapshot:
+    """What the probe sees right now; cheap enough to take a few times per second."""
+
+    phase: Phase
+    elapsed_s: float  # since sending began (0 before)
+    devices: int
+    online: int
+    connected: dict[str, int]  # devices connected per broker region
+    progress: Progress
+    sender: SenderStats
+    reconnects: int
+    targets: dict[str, str] = field(default_factory=dict)  # dispatcher / access URLs
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.progress.delivery_rate
+
+
+class _Backend(Protocol):
+    size: int
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def kill(self) -> None: ...
+    @property
+    def connected(self) -> Counter[str]: ...
+    @property
+    def ever_connected(self) -> int: ...
+    def events(self) -> list[ReconnectEvent]: ...
+    def seen_in(self, region: str) -> list[str]: ...
+    def device_stats(self) -> list[DeviceStats]: ...
+
+
+class _Local:
+    """Every device in this process."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.size = fleet.size
+
+    async def start(self) -> None:
+        await self.fleet.start()
+
+    async def stop(self) -> None:
+        await self.fleet.stop()
+
+    def kill(self) -> None:
+        """Tasks die with the event loop; nothing outlives this process."""
+
+    @property
+    def connected(self) -> Counter[str]:
+        return self.fleet.connected_by_region
+
+    @property
+    def ever_connected(self) -> int:
+        return self.fleet.ever_connected
+
+    def events(self) -> list[ReconnectEvent]:
+        return self.fleet.events
+
+    def seen_in(self, region: str) -> list[str]:
+        return self.fleet.seen_in(region)
+
+    def device_stats(self) -> list[DeviceStats]:
+        return self.fleet.stats()
+
+
+class _Sharded:
+    """Devices spread over worker processes."""
+
+    def __init__(self, shards: list[WorkerShard]) -> None:
+        self.shards = shards
+        self.size = sum(s.size for s in shards)
+        self._stats: list[DeviceStats] = []
+
+    async def start(self) -> None:
+        for shard in self.shards:
+            await shard.start()
+
+    async def stop(self) -> None:
+        try:
+            await asyncio.gather(*(s.stop() for s in self.shards))
+        finally:
+            self.kill()
+        self._stats = [st for s in self.shards for st in s.stats]
+        for shard in self.shards:
+            shard.check()
+
+    def kill(self) -> None:
+        for shard in self.shards:
+            shard.kill()
+
+    @property
+    def connected(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for shard in self.shards:
+            total.update(shard.connected_by_region)
+        return total
+
+    @property
+    def ever_connected(self) -> int:
+        return sum(s.ever_connected for s in self.shards)
+
+    def events(self) -> list[ReconnectEvent]:
+        return [e for s in self.shards for e in s.events]
+
+    def seen_in(self, region: str) -> list[str]:
+        return [d for s in self.shards for d, regions in s.seen.items() if region in regions]
+
+    def device_stats(self) -> list[DeviceStats]:
+        return list(self._stats)
+
+
+# ---- where the probe finds the platform ---------------------------------------------------------
+def dispatcher_url(inv: Inventory) -> str:
+    """The dispatcher as devices reach it: through its public link when the inventory has one."""
+    dispatchers = inv.services_of(ServiceKind.DISPATCHER)
+    if not dispatchers:
+        raise UsageError(f"{inv.source or inv.name}: the inventory has no dispatcher service")
+    for link in inv.links:
+        upstream = link.upstream.split(":")[0]
+        if link.kind == LinkKind.PUBLIC and upstream in dispatchers:
+            return inv.link_url(link.name)
+    svc = next(iter(dispatchers.values()))
+    return f"http://{svc.host}:{svc.port}"
+
+
+def access_url(inv: Inventory) -> str:
+    """The access tier (the app servers' API): no proxy in front of it."""
+    access = inv.services_of(ServiceKind.ACCESS)
+    if not access:
+        raise UsageError(f"{inv.source or inv.name}: the inventory has no access service")
+    svc = next(iter(access.values()))
+    return f"http://{svc.host}:{svc.port}"
+
+
+def fallback_endpoints(inv: Inventory) -> dict[str, list[tuple[str, str]]]:
+    """Each home region's static IP set: every region's device link, nearest first."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, region in inv.regions.items():
+        order = list(region.nearest) + [r for r in inv.regions if r not in region.nearest]
+        out[name] = [(r, inv.link_url(inv.device_link(r).name, scheme="ws") + "/ws") for r in order]
+    return out
+
+
+def device_config(inv: Inventory, *, reconnect: bool = True, recheck_s: float = 10.0) -> DeviceConfig:
+    return DeviceConfig(
+        dispatcher_url=dispatcher_url(inv),
+        secret=inv.token,
+        fallback=fallback_endpoints(inv),
+        reconnect=reconnect,
+        recheck_s=recheck_s,
+    )
+
+
+def region_weights(inv: Inventory, weights: Mapping[str, float] | None) -> dict[str, float]:
+    if weights is None:
+        return {name: r.weight for name, r in inv.regions.items()}
+    unknown = sorted(set(weights) - set(inv.regions))
+    if unknown:
+        raise UsageError(f"unknown region {unknown[0]!r}; valid regions: {', '.join(sorted(inv.regions))}")
+    if not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
+        raise UsageError("region weights must be >= 0, at least one > 0")
+    return dict(weights)
+
+
+def worker_count(devices: int, workers: int | None) -> int:
+    """0 (all in this process) when one process can hold them, else enough workers to."""
+    if workers is None:
+        return 0 if devices <= MAX_DEVICES_PER_PROCESS else math.ceil(devices / MAX_DEVICES_PER_PROCESS)
+    if workers and math.ceil(devices / workers) > MAX_DEVICES_PER_PROCESS:
+        raise UsageError(
+            f"{devices} devices over {workers} workers is more than {MAX_DEVICES_PER_PROCESS} per process",
+            hint="one process may hold at most 20,000 descriptors; add workers",
+        )
+    return workers
+
+
+class Probe:
+    """Synthetic devices + sender + ledger; see the module docstring."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        options: ProbeOptions,
+        *,
+        config: DeviceConfig | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        options.validate()
+        self.options = options
+        self.run_id = secrets.token_hex(3)
+        self.ledger = Ledger(deadline=options.deadline)
+        self.phase: Phase = "idle"
+        self.config = config or device_config(
+            inventory, reconnect=options.reconnect, recheck_s=options.recheck_s
+        )
+        self.access_url = access_url(inventory)
+        self._token = inventory.token
+        counts = spread(options.devices, region_weights(inventory, options.regions))
+        self.devices = device_ids(self.run_id, counts)
+        self.regions = [r for r, n in counts.items() if n > 0]
+        for dev, home in self.devices:
+            self.ledger.register(dev, home)
+        self._http = http
+        self._backend = self._make_backend(worker_count(options.devices, options.workers))
+        self._sender: Sender | None = None
+        self._sending: asyncio.Task[None] | None = None
+        self._summary: LedgerSummary | None = None
+        self._cutoff = math.inf
+
+    def _make_backend(self, workers: int) -> _Backend:
+        opts = self.options
+        if workers == 0:
+            return _Local(
+                Fleet(self.config, self.devices, self.ledger, connect_rate=opts.connect_rate, seed=opts.seed)
+            )
+        chunks = [self.devices[i::workers] for i in range(workers)]
+        rate = opts.connect_rate / workers
+        return _Sharded(
+            [
+                WorkerShard(
+                    i,
+                    self.config,
+                    chunk,
+                    self.ledger,
+                    connect_rate=rate,
+                    seed=None if opts.seed is None else opts.seed + i,
+                )
+                for i, chunk in enumerate(chunks)
+                if chunk
+            ]
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Probe:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Bring the devices up, then start sending in the background."""
+        if self.phase != "idle":
+            return
+        opts = self.options
+        self.phase = "connecting"
+        try:
+            await self._backend.start()
+            timeout = opts.connect_timeout or 10.0 + 1.5 * opts.devices / opts.connect_rate
+            await self._wait_connected(timeout)
+        except BaseException:
+            await self.close()
+            raise
+        if self._backend.ever_connected == 0:
+            await self.close()
+            raise TargetUnreachable(
+                f"no probe device could connect within {timeout:.0f}s "
+                f"(dispatcher {self.config.dispatcher_url})",
+                hint="is the stack up? try `pushctl stack status`",
+            )
+        self._sender = Sender(
+            self.access_url,
+            self._token,
+            [d for d, _ in self.devices],
+            self.ledger,
+            run_id=self.run_id,
+            rate=opts.rate,
+            group_rate=opts.group_rate,
+            group_size=opts.group_size,
+            group_target=opts.group_target,
+            regions=self.regions,
+            region_members=self._backend.seen_in,
+            seed=opts.seed,
+            http=self._http,
+        )
+        self.phase = "sending"
+        self._sending = asyncio.create_task(self._sender.run(opts.duration), name="probe-sender")
+
+    async def _wait_connected(self, within: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._backend.ever_connected < self._backend.size and loop.time() < deadline:
+            self._check_workers()
+            await asyncio.sleep(0.05)
+
+    def _check_workers(self) -> None:
+        if isinstance(self._backend, _Sharded):
+            for shard in self._backend.shards:
+                shard.check()
+
+    async def wait_sent(self) -> None:
+        """Until the sender has sent for `duration` (returns at once when it is unbounded and stopped)."""
+        if self._sending is not None:
+            await asyncio.shield(self._sending)
+
+    async def stop(self) -> LedgerSummary:
+        """Stop sending, wait out the grace period, take the devices away, classify (idempotent)."""
+        if self._summary is not None:
+            return self._summary
+        try:
+            if self._sender is not None and self._sending is not None:
+                self._sender.stop()
+                await self._sending
+                self.phase = "grace"
+                sent_until = self._sender.stopped_at or time.time()
+                self._cutoff = sent_until + self.options.grace
+                await self._wait_outstanding(self._cutoff)
+        finally:
+            await self.close()
+        self._summary = self.ledger.summary(cutoff=self._cutoff)
+        return self._summary
+
+    async def _wait_outstanding(self, cutoff: float) -> None:
+        """Until every expected message arrived (plus a short settle for duplicates) or the cutoff."""
+        while time.time() < cutoff:
+            self._check_workers()
+            if self.ledger.outstanding == 0:
+                await asyncio.sleep(min(0.5, max(0.0, cutoff - time.time())))
+                return
+            await asyncio.sleep(min(0.1, max(0.0, cutoff - time.time())))
+
+    async def run(self) -> LedgerSummary:
+        """start(), send for `duration`, stop(): one bounded probe run."""
+        if self.options.duration is None:
+            raise UsageError("Probe.run() needs a bounded duration")
+        try:
+            await self.start()
+            await self.wait_sent()
+            return await self.stop()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop everything without classifying; always terminates worker processes (idempotent)."""
+        if self.phase == "done":
+            return
+        try:
+            if self._sending is not None and not self._sending.done():
+                assert self._sender is not None  # noqa: S101 - set together with _sending
+                self._sender.stop()
+                self._sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sending
+            await self._backend.stop()
+        finally:
+            self._backend.kill()
+            self.phase = "done"
+
+    # ---- reading ---------------------------------------------------------------------------------
+    @property
+    def started_at(self) -> float | None:
+        """Epoch seconds when sending began (t = 0 of per-second counters)."""
+        return None if self._sender is None else self._sender.started_at
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty when every device runs in this process)."""
+        if isinstance(self._backend, _Sharded):
+            return [pid for shard in self._backend.shards if (pid := shard.pid) is not None]
+        return []
+
+    def snapshot(self) -> ProbeSnapshot:
+        now = time.time()
+        connected = {r: n for r, n in sorted(self._backend.connected.items()) if n > 0}
+        return ProbeSnapshot(
+            phase=self.phase,
+            elapsed_s=0.0 if self.started_at is None else now - self.started_at,
+            devices=self._backend.size,
+            online=sum(connected.values()),
+            connected=connected,
+            progress=self.ledger.progress(now),
+            sender=replace(self._sender.stats) if self._sender is not None else SenderStats(),
+            reconnects=len(self._backend.events()),
+            targets={"dispatcher": self.config.dispatcher_url, "access": self.access_url},
+        )
+
+    def summary(self, *, since: float | None = None, until: float | None = None) -> LedgerSummary:
+        """The exact summary of messages sent in [since, until) (epoch seconds), e.g. while a fault was on."""
+        return self.ledger.summary(cutoff=self._cutoff, since=since, until=until)
+
+    def reconnects(self, *, since: float | None = None) -> list[ReconnectEvent]:
+        """Completed reconnections (every device), optionally only those that started at or after `since`."""
+        return [e for e in self._backend.events() if since is None or e.started_at >= since]
+
+    def drain_stats(
+        self, *, since: float | None = None, causes: Sequence[str] = ("order", "lost", "rebalance")
+    ) -> DrainStats:
+        events = [e for e in self.reconnects(since=since) if e.cause in causes]
+        durations = sorted(e.duration for e in events if e.duration is not None)
+        return DrainStats(
+            reconnects=len(events),
+            by_cause=dict(Counter(e.cause for e in events)),
+            to_region=dict(Counter(e.to_region for e in events if e.to_region is not None)),
+            p50_s=percentile(durations, 50),
+            p95_s=percentile(durations, 95),
+            p99_s=percentile(durations, 99),
+            max_s=durations[-1] if durations else None,
+            offline=self._backend.size - sum(self._backend.connected.values()),
+        )
+
+    def device_stats(self) -> list[DeviceStats]:
+        """Per-device counters and reconnection history (complete once stopped)."""
+        return self._backend.device_stats()

@@ -1,0 +1,216 @@
+"""The sender: what an app server does, at a steady rate, with every message written in the ledger.
+
+Single pushes go out at `rate` per second, batched into one `POST /v1/push/batch` every ~15 ms;
+group pushes at `group_rate` per second, one `POST /v1/push/group` each, to `group_size` devices
+picked at random or to a whole region. Targets are picked among ALL probe devices, connected or
+not: an offline device must still get its messages later, from the platform's offline queue.
+Every message has a unique id and is recorded in the ledger before it leaves.
+
+    sender = Sender(access_url, token, devices, ledger, run_id="a1b2", rate=200)
+    await sender.run(duration=10.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from pushctl.contract.api import AccessResult, GroupPush, SingleBatch, SinglePush
+from pushctl.probe.ledger import Ledger
+
+BATCH_INTERVAL = 0.015
+PATH_BATCH = "/v1/push/batch"
+PATH_GROUP = "/v1/push/group"
+
+
+class Pacer:
+    """How many events are due by `now` at a constant rate; never drifts, never bursts past it.
+
+    >>> p = Pacer(200, start=0.0)
+    >>> p.due(0.015), p.due(0.030), p.due(1.0)
+    (3, 3, 194)
+    """
+
+    def __init__(self, rate: float, start: float) -> None:
+        if rate < 0 or not math.isfinite(rate):
+            raise ValueError("rate must be a finite number >= 0")
+        self.rate = rate
+        self.start = start
+        self.emitted = 0
+
+    def due(self, now: float) -> int:
+        target = math.floor(self.rate * max(0.0, now - self.start) + 1e-9)
+        n = max(0, target - self.emitted)
+        self.emitted += n
+        return n
+
+
+@dataclass
+class SenderStats:
+    messages: int = 0  # single pushes sent
+    groups: int = 0  # group pushes sent
+    expected: int = 0  # deliveries expected (a group to N devices counts N)
+    requests: int = 0
+    failed_requests: int = 0  # transport errors and non-2xx answers (their messages will be lost)
+    accepted: int = 0
+    direct: int = 0
+    buffered: int = 0  # diverted to the Kafka buffer by the access tier's throttle
+    rejected: int = 0
+    in_flight: int = 0
+
+
+class Sender:
+    """Sends single and group pushes for `duration` seconds (or until `stop()`)."""
+
+    def __init__(
+        self,
+        access_url: str,
+        token: str,
+        devices: Sequence[str],
+        ledger: Ledger,
+        *,
+        run_id: str,
+        rate: float,
+        group_rate: float = 0.0,
+        group_size: int = 10,
+        group_target: Literal["devices", "region"] = "devices",
+        regions: Sequence[str] = (),
+        region_members: Callable[[str], Sequence[str]] | None = None,
+        payload_bytes: int = 32,
+        batch_interval: float = BATCH_INTERVAL,
+        max_in_flight: int = 32,
+        request_timeout: float = 5.0,
+        seed: int | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        if not devices:
+            raise ValueError("the sender needs at least one device")
+        if group_target == "region" and (not regions or region_members is None):
+            raise ValueError("region group pushes need regions and region_members")
+        self.stats = SenderStats()
+        self._devices = list(devices)
+        self._ledger = ledger
+        self._run_id = run_id
+        self._rate = rate
+        self._group_rate = group_rate
+        self._group_size = max(1, min(group_size, len(self._devices)))
+        self._group_target = group_target
+        self._regions = list(regions)
+        self._region_members = region_members
+        self._payload = "x" * payload_bytes
+        self._interval = batch_interval
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._rng = random.Random(seed)  # noqa: S311 - picking targets, not cryptography
+        self._seq = 0
+        self._stop = asyncio.Event()
+        self._posts: set[asyncio.Task[None]] = set()
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(trust_env=False)
+        self._base = access_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = request_timeout
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+
+    def stop(self) -> None:
+        """Stop sending at the next tick (posts already in flight complete)."""
+        self._stop.set()
+
+    async def run(self, duration: float | None) -> None:
+        """Send until `duration` seconds have passed (None: until `stop()`), then await in-flight posts."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self.started_at = time.time()
+        singles, groups = Pacer(self._rate, start), Pacer(self._group_rate, start)
+        end = math.inf if duration is None else start + duration
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+                now = min(loop.time(), end)
+                self._send_singles(singles.due(now))
+                for _ in range(groups.due(now)):
+                    self._send_group()
+                if self._stop.is_set() or now >= end:
+                    break
+        finally:
+            self.stopped_at = time.time()
+            if self._posts:
+                await asyncio.gather(*self._posts, return_exceptions=True)
+            if self._own_http:
+                await self._http.aclose()
+
+    # ---- building messages -----------------------------------------------------------------
+    def _next_id(self, prefix: str = "") -> str:
+        self._seq += 1
+        return f"{self._run_id}-{prefix}{self._seq}"
+
+    def _send_singles(self, n: int) -> None:
+        if n <= 0:
+            return
+        at = time.time()
+        messages = []
+        for _ in range(n):
+            device = self._rng.choice(self._devices)
+            msg = SinglePush(id=self._next_id(), device=device, payload=self._payload, sent_at=at)
+            self._ledger.sent(msg.id, at, (msg.device,))
+            messages.append(msg)
+        self.stats.messages += n
+        self.stats.expected += n
+        self._post(PATH_BATCH, SingleBatch(messages=messages))
+
+    def _send_group(self) -> None:
+        at = time.time()
+        msg_id = self._next_id("g")
+        if self._group_target == "region":
+            assert self._region_members is not None  # noqa: S101 - checked in __init__
+            region = self._rng.choice(self._regions)
+            members = self._region_members(region)
+            self._ledger.sent(msg_id, at, members, open=True)
+            body = GroupPush(id=msg_id, payload=self._payload, sent_at=at, region=region)
+            self.stats.expected += len(members)
+        else:
+            members = self._rng.sample(self._devices, self._group_size)
+            self._ledger.sent(msg_id, at, members)
+            body = GroupPush(id=msg_id, payload=self._payload, sent_at=at, devices=members)
+            self.stats.expected += len(members)
+        self.stats.groups += 1
+        self._post(PATH_GROUP, body)
+
+    # ---- posting -------------------------------------------------------------------------------
+    def _post(self, path: str, body: BaseModel) -> None:
+        task = asyncio.create_task(self._post_routine(path, body.model_dump_json(exclude_none=True)))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
+
+    async def _post_routine(self, path: str, content: str) -> None:
+        async with self._slots:
+            self.stats.requests += 1
+            self.stats.in_flight += 1
+            try:
+                resp = await self._http.post(
+                    self._base + path,
+                    content=content,
+                    headers={**self._headers, "Content-Type": "application/json"},
+                    timeout=self._timeout,
+                )
+                resp.raise_for_status()
+                result = AccessResult.model_validate_json(resp.content)
+            except (httpx.HTTPError, ValidationError):
+                self.stats.failed_requests += 1
+                return
+            finally:
+                self.stats.in_flight -= 1
+        self.stats.accepted += result.accepted
+        self.stats.direct += result.direct
+        self.stats.buffered += result.buffered
+        self.stats.rejected += result.rejected

@@ -1,0 +1,301 @@
+"""The default runtime: every component a local process on 127.0.0.1.
+
+Run files live in one run directory (`pushctl.runtime.paths.run_dir`):
+    pids/<component>.json   pid, start time (from /proc, so a recycled pid is never taken for ours), argv
+    logs/<component>.log    stdout and stderr
+    data/<component>/       Redis AOF, Kafka log dirs, the disk KV
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pushctl.contract.topology import Inventory
+from pushctl.errors import ComponentFailed, UsageError
+from pushctl.faults import links as fault_links
+from pushctl.runtime import health, kafka, topics
+from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus
+from pushctl.runtime.components import Component, Role, components, redis_argv, service_argv, toxiproxy_argv
+from pushctl.runtime.install import Installed, install_all
+from pushctl.runtime.paths import cache_dir, run_dir
+
+STOP_GRACE_S = 4.0  # Kafka needs ~2.3 s for a clean shutdown; everything stops concurrently
+HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    starttime: int
+    started_at: float
+    argv: list[str]
+
+
+def _proc_starttime(pid: int) -> int | None:
+    """Kernel start time of `pid` (field 22 of /proc/pid/stat); None when gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+class ProcessRuntime(Runtime):
+    name = "process"
+
+    def __init__(self, inv: Inventory, *, log: Log) -> None:
+        super().__init__(inv, log=log)
+        self.dir = run_dir(inv.name)
+        self.components = components(inv)
+        self._started: list[str] = []
+
+    # ---- files -----------------------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.dir / "pids" / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.dir / "logs" / f"{name}.log"
+
+    def data_dir(self, name: str) -> Path:
+        return self.dir / "data" / name
+
+    def _read_pid(self, name: str) -> PidRecord | None:
+        try:
+            raw = json.loads(self._pidfile(name).read_text())
+            return PidRecord(int(raw["pid"]), int(raw["starttime"]), float(raw["started_at"]), list(raw["argv"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def alive(self, name: str) -> PidRecord | None:
+        rec = self._read_pid(name)
+        if rec is None or _proc_starttime(rec.pid) != rec.starttime:
+            return None
+        return rec
+
+    # ---- up --------------------------------------------------------------------------------
+    async def up(self, *, timeout: float = 120.0) -> StackStatus:
+        installed = await asyncio.to_thread(
+            install_all,
+            cache_dir(),
+            self.log,
+            need_kafka=any(c.role == Role.KAFKA and c.managed for c in self.components),
+            need_redis=any(c.role == Role.REDIS and c.managed for c in self.components),
+        )
+        for sub in ("pids", "logs", "data"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self._check_ports()
+        deadline = time.monotonic() + timeout
+        try:
+            await self._start_stage([c for c in self.components if c.role == Role.TOXIPROXY], installed, deadline)
+            await fault_links.sync_links(self.inv)
+            await self._start_stage(
+                [c for c in self.components if c.role in (Role.REDIS, Role.KAFKA)], installed, deadline
+            )
+            kafka_svc = next((c for c in self.components if c.role == Role.KAFKA), None)
+            if kafka_svc is not None:
+                await topics.ensure_topics(self.inv, kafka_svc.name)
+            await self._start_stage([c for c in self.components if c.role == Role.SERVICE], installed, deadline)
+        except BaseException:
+            if self._started:
+                self.log(f"stopping what this run started: {', '.join(self._started)}")
+                await self._stop(list(reversed(self._started)))
+            raise
+        return await self.status()
+
+    def _check_ports(self) -> None:
+        """A port held by something that is not this stack's component is reported by number and owner."""
+        for comp in self.components:
+            if not comp.managed or self.alive(comp.name) is not None:
+                continue
+            for port in comp.ports:
+                if health.port_in_use(comp.host, port):
+                    owner = health.port_owner(port) or "unknown process"
+                    raise UsageError(
+                        f"port {port} ({comp.name}) is already in use by {owner}",
+                        hint="stop it, or point --inventory at a topology with other ports",
+                    )
+
+    async def _start_stage(self, stage: list[Component], installed: Installed, deadline: float) -> None:
+        to_wait: list[Component] = []
+        for comp in stage:
+            if not comp.managed:
+                to_wait.append(comp)
+                continue
+            if self.alive(comp.name) is None:
+                await asyncio.to_thread(self._spawn, comp, installed)
+            to_wait.append(comp)
+        await asyncio.gather(*(self._wait_healthy(c, deadline) for c in to_wait))
+
+    def _spawn(self, comp: Component, installed: Installed) -> None:
+        data = self.data_dir(comp.name)
+        data.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PUSHCTL_DATA_DIR": str(data)}
+        env["PUSHCTL_INVENTORY"] = self.inv.source
+        if comp.role == Role.TOXIPROXY:
+            argv = toxiproxy_argv(installed.toxiproxy_server, comp)
+            env["LOG_LEVEL"] = "warn"
+        elif comp.role == Role.REDIS:
+            argv = redis_argv(installed.redis_server, comp, data)
+        elif comp.role == Role.KAFKA:
+            assert installed.kafka_libs is not None  # noqa: S101 - install_all installs Kafka when it is managed
+            argv, extra = kafka.prepare_kafka(self.inv, comp.name, data, installed.kafka_libs)
+            env.update(extra)
+        else:
+            argv = service_argv(comp, self.inv.source)
+        log_file = self.log_path(comp.name)
+        with log_file.open("ab") as out:
+            out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=data,
+                env=env,
+                start_new_session=True,  # its own process group: down signals the whole group
+            )
+        starttime = None
+        for _ in range(50):
+            starttime = _proc_starttime(proc.pid)
+            if starttime is not None:
+                break
+            time.sleep(0.01)
+        record = {"pid": proc.pid, "starttime": starttime or 0, "started_at": time.time(), "argv": argv}
+        self._pidfile(comp.name).write_text(json.dumps(record))
+        self._started.append(comp.name)
+
+    async def _wait_healthy(self, comp: Component, deadline: float) -> None:
+        limit = min(deadline, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
+        detail = "not checked"
+        while time.monotonic() < limit:
+            if comp.managed and self.alive(comp.name) is None:
+                raise ComponentFailed(f"{comp.name} exited during start-up\n{self._log_tail(comp.name)}")
+            ok, detail = await health.check(self.inv, comp)
+            if ok:
+                return
+            await asyncio.sleep(0.2)
+        raise ComponentFailed(
+            f"{comp.name} not healthy after {HEALTH_TIMEOUT_S[comp.role]:.0f}s: {detail}\n{self._log_tail(comp.name)}"
+        )
+
+    def _log_tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_path(name)
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return f"(no log at {path})"
+        return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+
+    # ---- down ------------------------------------------------------------------------------
+    async def down(self, *, purge: bool = False) -> list[str]:
+        names = [c.name for c in reversed(self.components)]
+        pid_dir = self.dir / "pids"
+        if pid_dir.exists():  # leftovers of an older topology are ours too
+            names += [p.stem for p in pid_dir.glob("*.json") if p.stem not in names]
+        stopped = await self._stop(names)
+        if any(not tp.managed for tp in self.inv.toxiproxy.values()):
+            await fault_links.remove_links(self.inv)
+        if purge and self.dir.exists():
+            shutil.rmtree(self.dir)
+        return stopped
+
+    async def _stop(self, names: list[str]) -> list[str]:
+        """SIGTERM every process group at once, SIGKILL what is left after the grace period."""
+        live = {n: rec for n in names if (rec := self.alive(n)) is not None}
+        for rec in live.values():
+            _signal_group(rec.pid, signal.SIGTERM)
+        end = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < end and any(self.alive(n) for n in live):
+            _reap()
+            await asyncio.sleep(0.05)
+        for name, rec in live.items():
+            if self.alive(name) is not None:
+                self.log(f"{name} ignored SIGTERM for {STOP_GRACE_S:.0f}s: killing it")
+                _signal_group(rec.pid, signal.SIGKILL)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and any(self.alive(n) for n in live):
+            _reap()
+            await asyncio.sleep(0.05)
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                self._pidfile(name).unlink()
+        return list(live)
+
+    # ---- status, logs, signals ---------------------------------------------------------------
+    async def status(self) -> StackStatus:
+        async def one(comp: Component) -> ComponentStatus:
+            rec = self.alive(comp.name) if comp.managed else None
+            running = rec is not None or not comp.managed
+            ok, detail = await health.check(self.inv, comp) if running else (False, "not running")
+            return ComponentStatus(
+                name=comp.name,
+                role=comp.role.value,
+                kind=comp.kind,
+                ports=comp.ports,
+                running=running,
+                healthy=ok,
+                detail=detail,
+                pid=rec.pid if rec else None,
+                uptime_s=round(time.time() - rec.started_at, 1) if rec else None,
+                managed=comp.managed,
+            )
+
+        comps = await asyncio.gather(*(one(c) for c in self.components))
+        links = await fault_links.link_statuses(self.inv)
+        return StackStatus(self.inv.name, self.name, str(self.dir), list(comps), links)
+
+    def logs(self, component: str, *, follow: bool, lines: int) -> Iterator[str]:
+        names = [c.name for c in self.components]
+        if component not in names:
+            raise UsageError(f"unknown component {component!r}; valid: {', '.join(names)}")
+        path = self.log_path(component)
+        if not path.exists():
+            raise UsageError(f"{component} has no log yet ({path})")
+        with path.open(errors="replace") as fh:
+            yield from fh.readlines()[-lines:] if lines > 0 else fh.readlines()
+            while follow:
+                line = fh.readline()
+                if line:
+                    yield line
+                else:
+                    time.sleep(0.2)
+
+    async def signal(self, component: str, action: str) -> str:
+        rec = self.alive(component)
+        if rec is None:
+            raise UsageError(f"{component} is not running")
+        sig = {"crash": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}.get(action)
+        if sig is None:
+            raise UsageError(f"unknown action {action!r}; valid: crash, pause, resume")
+        _signal_group(rec.pid, sig)
+        return f"sent {sig.name} to {component} (pid {rec.pid})"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _reap() -> None:
+    """Collect exited children so they do not linger as zombies (when pushctl started them)."""
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break

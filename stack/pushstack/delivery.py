@@ -1,0 +1,263 @@
+"""The logic gateway's two fetches and one send: payloads (cache, then disk KV) and broker delivery.
+
+`PayloadResolver` fills `Message.payload` for messages that carry only a `payload_ref`: one MGET on
+the cache for the whole batch; group payloads it cannot find there come from the disk KV (and are
+remembered, since one group payload serves thousands of devices). `BrokerClient` sends one
+`DeliverRequest` per broker and chunk over a pooled HTTP session and sorts the answer into acked,
+offline and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from pushctl.contract.api import DeliverRequest, DeliverResult, Message
+from pushctl.contract.topology import Inventory
+from pushstack.batching import chunks
+from pushstack.journal import Job
+from pushstack.kvclient import DiskKVClient, DiskKVError
+
+log = logging.getLogger("pushstack.delivery")
+
+
+class Item:
+    """A message on its way through a gateway."""
+
+    __slots__ = ("attempts", "job", "msg", "waiting_since")
+
+    def __init__(self, msg: Message, job: Job | None) -> None:
+        self.msg = msg
+        self.job = job
+        self.attempts = 0
+        self.waiting_since: float | None = None  # first time its payload could not be fetched
+
+
+class Resolved:
+    """How a batch's payload lookup ended."""
+
+    __slots__ = ("later", "lost", "ready")
+
+    def __init__(self) -> None:
+        self.ready: list[Item] = []
+        self.later: list[Item] = []  # the payload may still come: the cache is down, the writer lags
+        self.lost: list[Item] = []  # a healthy cache does not have a single push's payload
+
+
+class PayloadResolver:
+    def __init__(self, cache: aioredis.Redis, kv: DiskKVClient, *, remember: int = 512) -> None:
+        self._cache = cache
+        self._kv = kv
+        self._groups: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+        self.cache_ok = True
+        self.kv_reads = 0
+
+    async def resolve(self, items: Sequence[Item]) -> Resolved:
+        out = Resolved()
+        wanted: dict[str, str | None] = {}
+        for it in items:
+            ref = it.msg.payload_ref
+            if it.msg.payload is None and ref is not None and ref not in wanted:
+                wanted[ref] = self._groups.get(ref)
+        missing = [ref for ref, value in wanted.items() if value is None]
+        if missing:
+            try:
+                values = cast("list[str | None]", await self._cache.mget(missing))
+                self.cache_ok = True
+            except RedisError as exc:
+                if self.cache_ok:
+                    log.warning("cache unreachable, payloads from the disk KV where possible: %r", exc)
+                self.cache_ok = False
+                values = [None] * len(missing)
+            for ref, value in zip(missing, values, strict=True):
+                wanted[ref] = value
+        group_missing = {
+            it.msg.payload_ref
+            for it in items
+            if it.msg.payload is None
+            and it.msg.group is not None
+            and wanted.get(it.msg.payload_ref or "") is None
+        }
+        if group_missing:
+            found = await asyncio.gather(*(self._from_kv(ref) for ref in group_missing if ref))
+            for ref, value in zip([r for r in group_missing if r], found, strict=True):
+                wanted[ref] = value
+        for ref, value in wanted.items():
+            if value is not None and ref.startswith("group-payload:"):
+                self._remember_group(ref, value)
+        for it in items:
+            if it.msg.payload is not None:
+                out.ready.append(it)
+                continue
+            value = wanted.get(it.msg.payload_ref or "")
+            if value is not None:
+                it.msg.payload = value
+                out.ready.append(it)
+            elif it.msg.payload_ref is None or (it.msg.group is None and self.cache_ok):
+                out.lost.append(it)
+            else:
+                out.later.append(it)
+        return out
+
+    async def fill_singles(self, msgs: Sequence[Message]) -> list[str]:
+        """Fetch the payload of every single push that came by reference (one MGET).
+
+        Returns the ids whose payload the cache does not have or could not give: the gateway does
+        not accept those, so the access tier re-sends them inline while it still holds them.
+        Doing this before accepting closes the window where a cache that dies (and comes back
+        empty) between the access tier's write and our read would lose the message.
+        """
+        todo = [m for m in msgs if m.payload is None and m.group is None]
+        if not todo:
+            return []
+        refs = [m.payload_ref for m in todo if m.payload_ref is not None]
+        try:
+            values = cast("list[str | None]", await self._cache.mget(refs)) if refs else []
+            self.cache_ok = True
+        except RedisError as exc:
+            if self.cache_ok:
+                log.warning("cache unreachable, asking for inline payloads: %r", exc)
+            self.cache_ok = False
+            return [m.id for m in todo]
+        found = dict(zip(refs, values, strict=True))
+        missing: list[str] = []
+        for m in todo:
+            value = found.get(m.payload_ref or "")
+            if value is None:
+                missing.append(m.id)
+            else:
+                m.payload = value
+        return missing
+
+    async def _from_kv(self, ref: str) -> str | None:
+        self.kv_reads += 1
+        try:
+            return await self._kv.get(ref)
+        except DiskKVError as exc:
+            log.warning("disk KV read of %s failed: %r", ref, exc)
+            return None
+
+    def _remember_group(self, ref: str, value: str) -> None:
+        self._groups[ref] = value
+        self._groups.move_to_end(ref)
+        while len(self._groups) > self._remember:
+            self._groups.popitem(last=False)
+
+
+class Outcome:
+    """A delivery's result, by item."""
+
+    __slots__ = ("acked", "offline", "retry")
+
+    def __init__(self) -> None:
+        self.acked: list[Item] = []
+        self.offline: list[Item] = []
+        self.retry: list[Item] = []
+
+    def merge(self, other: Outcome) -> None:
+        self.acked += other.acked
+        self.offline += other.offline
+        self.retry += other.retry
+
+
+def sort_result(items: Sequence[Item], result: DeliverResult) -> Outcome:
+    """Map a broker's answer back onto items; ids it did not mention are retried."""
+    by_id: dict[str, list[Item]] = {}
+    for it in items:
+        by_id.setdefault(it.msg.id, []).append(it)
+    out = Outcome()
+    for ids, bucket in (
+        (result.acked, out.acked),
+        (result.offline, out.offline),
+        (result.timeout, out.retry),
+    ):
+        for mid in ids:
+            found = by_id.pop(mid, None)
+            if found:
+                bucket.extend(found)
+    for rest in by_id.values():
+        out.retry.extend(rest)
+    return out
+
+
+class BrokerClient:
+    """POSTs `/v1/deliver` to a broker through its region's VPC link."""
+
+    def __init__(
+        self,
+        inv: Inventory,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_ms: int = 2000,
+        max_per_request: int = 2000,
+        max_inflight: int = 32,
+        observe: Callable[[float], None] = lambda _s: None,
+    ) -> None:
+        self._inv = inv
+        self._session = session
+        self._headers = {"Authorization": f"Bearer {inv.token}", "Content-Type": "application/json"}
+        self.timeout_ms = timeout_ms
+        self._http_timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000 + 3.0, sock_connect=1.0)
+        self._max = max_per_request
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._urls: dict[str, str | None] = {}
+        self.inflight = 0
+        self._observe = observe  # request durations, for the histogram
+
+    def url_for(self, broker: str) -> str | None:
+        """The deliver URL of a broker (None when the inventory does not know it)."""
+        if broker not in self._urls:
+            svc = self._inv.services.get(broker)
+            url = None
+            if svc is not None and svc.region is not None:
+                url = self._inv.link_url(self._inv.vpc_link(svc.region).name) + "/v1/deliver"
+            self._urls[broker] = url
+        return self._urls[broker]
+
+    async def deliver(self, broker: str, items: Sequence[Item]) -> Outcome:
+        url = self.url_for(broker)
+        out = Outcome()
+        if url is None:
+            out.offline.extend(items)
+            return out
+        parts = await asyncio.gather(*(self._send(url, part) for part in chunks(list(items), self._max)))
+        for part in parts:
+            out.merge(part)
+        return out
+
+    async def _send(self, url: str, items: list[Item]) -> Outcome:
+        body = DeliverRequest(messages=[it.msg for it in items], timeout_ms=self.timeout_ms).model_dump_json()
+        async with self._slots:
+            self.inflight += len(items)
+            started = time.perf_counter()
+            try:
+                async with self._session.post(
+                    url, data=body, headers=self._headers, timeout=self._http_timeout
+                ) as resp:
+                    raw = await resp.read()
+                    if resp.status != 200:
+                        raise aiohttp.ClientResponseError(
+                            resp.request_info,
+                            (),
+                            status=resp.status,
+                            message=raw[:200].decode(errors="replace"),
+                        )
+                result = DeliverResult.model_validate_json(raw)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("deliver to %s failed (%d messages): %r", url, len(items), exc)
+                out = Outcome()
+                out.retry.extend(items)
+                return out
+            finally:
+                self.inflight -= len(items)
+                self._observe(time.perf_counter() - started)
+        return sort_result(items, result)

@@ -1,0 +1,3 @@
+"""Shared test setup: every async test runs under a timeout (pytest-timeout, see pyproject)."""
+
+from __future__ import annotations

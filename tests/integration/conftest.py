@@ -1,0 +1,81 @@
+"""One reference stack per test session, started through the CLI a user runs, always torn down.
+
+The stack uses the reference topology with its own run directory, so a developer's own stack
+files are never touched. Teardown checks that no process of ours and no proxy is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pushctl.contract.topology import Inventory, load_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Stack:
+    inventory: Inventory
+    run_dir: Path
+    env: dict[str, str]
+    status: dict[str, object]
+
+    def pushctl(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI against this stack."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "pushctl.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd=REPO,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pushctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+def _pids(run_dir: Path) -> list[int]:
+    out = []
+    for pidfile in (run_dir / "pids").glob("*.json"):
+        out.append(int(json.loads(pidfile.read_text())["pid"]))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    run_base = tmp_path_factory.mktemp("run")
+    env = {**os.environ, "PUSHCTL_RUN_DIR": str(run_base), "PYTHONUNBUFFERED": "1"}
+    inv = load_inventory()
+    st = Stack(inv, run_base / inv.name, env, {})
+    pids: list[int] = []
+    try:
+        up = st.pushctl("stack", "up", "--json", timeout=900)
+        pids = _pids(st.run_dir)
+        if up.returncode != 0:
+            pytest.fail(f"stack up failed ({up.returncode}):\n{up.stderr[-4000:]}", pytrace=False)
+        yield Stack(inv, st.run_dir, env, json.loads(up.stdout))
+    finally:
+        pids = pids or _pids(st.run_dir)
+        st.pushctl("stack", "down", timeout=60)
+        leftovers = [p for p in pids if _alive(p)]
+        for pid in leftovers:
+            os.kill(pid, 9)
+        assert not leftovers, f"stack down left processes running: {leftovers}"
