@@ -56,7 +56,9 @@ from .service import PushService
 log = logging.getLogger("pushstack.broker")
 
 LIMIT_ENV = "PUSHCTL_BROKER_LIMIT"
-DEFAULT_LIMIT = 12000
+# below what one region's Toxiproxy can carry (20,000 descriptors, two per connection), so the
+# broker's own over_limit refusal is what devices meet first
+DEFAULT_LIMIT = 9000
 AUTH_TIMEOUT_S = 5.0
 ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out anyway
 CLOSE_GRACE_S = 1.0  # a drained device may connect elsewhere before its old connection closes

@@ -17,8 +17,9 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -34,12 +35,15 @@ from pushctl.contract.api import AccessResult, Endpoint, Endpoints, GroupPush, S
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.errors import SloBreached, TargetUnreachable
 from pushctl.probe import Ledger, Probe, ProbeOptions
-from pushctl.probe.device import DeviceConfig
 from pushctl.probe.fleet import Fleet
 from pushctl.probe.probe import device_config
 
-TOKEN = "fake-platform-token"
-NEAREST = {"north": ["north", "east", "south"], "east": ["east", "north", "south"], "south": ["south", "east", "north"]}
+TOKEN = "fake-platform-token"  # noqa: S105 - the fake platform's test secret
+NEAREST = {
+    "north": ["north", "east", "south"],
+    "east": ["east", "north", "south"],
+    "south": ["south", "east", "north"],
+}
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -92,7 +96,10 @@ class FakePlatform:
             self._servers.append(server)
         for port, routes in (
             (self.dispatcher_port, [web.get("/v1/endpoints", self._endpoints)]),
-            (self.access_port, [web.post("/v1/push/batch", self._batch), web.post("/v1/push/group", self._group)]),
+            (
+                self.access_port,
+                [web.post("/v1/push/batch", self._batch), web.post("/v1/push/group", self._group)],
+            ),
         ):
             app = web.Application()
             app.add_routes(routes)
@@ -191,8 +198,8 @@ class FakePlatform:
         for ws in list(self.conns[region].values()):
             ws.transport.abort()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -226,7 +233,9 @@ class FakePlatform:
         targets = group.devices if group.devices is not None else sorted(self.seen[group.region or ""])
         if not self.drop(group.id):
             for device in targets:
-                await self.deliver(device, frames.Push(id=group.id, payload=group.payload, sent_at=group.sent_at))
+                await self.deliver(
+                    device, frames.Push(id=group.id, payload=group.payload, sent_at=group.sent_at)
+                )
         return web.Response(text=AccessResult(accepted=1, direct=1, buffered=0, rejected=0).model_dump_json())
 
     # ---- an inventory pointing at it -----------------------------------------------------------
@@ -293,7 +302,9 @@ def alive(pid: int) -> bool:
 
 
 # ---- one device, up close ------------------------------------------------------------------------
-async def test_device_acks_every_push_and_counts_raw_duplicates(platform: FakePlatform, tmp_path: Path) -> None:
+async def test_device_acks_every_push_and_counts_raw_duplicates(
+    platform: FakePlatform, tmp_path: Path
+) -> None:
     platform.duplicate = True
     config = device_config(platform.inventory(tmp_path))
     ledger = Ledger(deadline=1.0)
@@ -475,7 +486,9 @@ async def test_live_snapshot_while_sending(platform: FakePlatform, tmp_path: Pat
 
 
 # ---- sharding -------------------------------------------------------------------------------------
-async def test_sharded_probe_merges_workers_and_terminates_them(platform: FakePlatform, tmp_path: Path) -> None:
+async def test_sharded_probe_merges_workers_and_terminates_them(
+    platform: FakePlatform, tmp_path: Path
+) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(workers=2, devices=20, rate=40.0))
     summary = await probe.run()
     assert summary.sent == 60
@@ -491,7 +504,9 @@ async def test_sharded_probe_catches_loss_too(platform: FakePlatform, tmp_path: 
     assert summary.lost == sum(1 for i in range(1, 61) if str(i).endswith("3"))
 
 
-async def test_closing_a_sharded_probe_midway_kills_its_workers(platform: FakePlatform, tmp_path: Path) -> None:
+async def test_closing_a_sharded_probe_midway_kills_its_workers(
+    platform: FakePlatform, tmp_path: Path
+) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(workers=2, devices=10, duration=None))
     task = asyncio.create_task(probe.start())
     await until(lambda: len(probe.worker_pids) == 2)
@@ -574,9 +589,11 @@ def test_cli_slo_check_holds(threaded_platform: FakePlatform, tmp_path: Path) ->
     assert "SLO held" in out
 
 
-def test_cli_slo_check_breached_exits_1_with_the_numbers(threaded_platform: FakePlatform, tmp_path: Path) -> None:
+def test_cli_slo_check_breached_exits_1_with_the_numbers(
+    threaded_platform: FakePlatform, tmp_path: Path
+) -> None:
     threaded_platform.drop = lambda msg_id: msg_id.endswith("5")
-    code, out, exc = invoke(threaded_platform, tmp_path, "slo", "check", "--target", "99.9", *FAST, "--json")
+    _, out, exc = invoke(threaded_platform, tmp_path, "slo", "check", "--target", "99.9", *FAST, "--json")
     assert isinstance(exc, SloBreached) and exc.exit_code == 1
     assert "4 lost" in exc.message and "worst seconds" in exc.message
     doc = json.loads(out)
@@ -594,6 +611,6 @@ def test_cli_slo_check_breached_exits_1_with_the_numbers(threaded_platform: Fake
 def test_cli_bad_probe_options_are_usage_errors(
     threaded_platform: FakePlatform, tmp_path: Path, args: list[str], match: str
 ) -> None:
-    code, _, exc = invoke(threaded_platform, tmp_path, "probe", "run", *args)
+    _, _, exc = invoke(threaded_platform, tmp_path, "probe", "run", *args)
     assert exc is not None and getattr(exc, "exit_code", None) == 2
     assert match in str(exc)
