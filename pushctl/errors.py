@@ -9,7 +9,8 @@
     ├── ComponentFailed (exit 5)            a component did not start / became unhealthy
     ├── MissingToolchain (exit 2)           go, java, mvn, apt-get ... not found
     ├── LockHeld (exit 6)                   another action holds the target's lock
-    └── RollbackFailed (exit 7)             the platform could not be restored
+    ├── RollbackFailed (exit 7)             the platform could not be restored
+    └── Interrupted (exit 130)              Ctrl-C / SIGTERM, after rolling back
 
 `retriable` says whether retrying the same call may succeed.
 """
@@ -86,3 +87,9 @@ class RollbackFailed(PushctlError):
     """Rolling back left the platform away from its baseline."""
 
     exit_code = 7
+
+
+class Interrupted(PushctlError):
+    """Ctrl-C or SIGTERM stopped the run (after rolling back)."""
+
+    exit_code = 130

@@ -269,3 +269,108 @@ def slo_verdict(summary: Any, target: float, passed: bool) -> None:
         f"{word}: delivery rate {fmt_rate(summary.delivery_rate)} (target {target:g}%), "
         f"lost {summary.lost}, late {summary.late}, sent {summary.sent}"
     )
+
+
+def plan(title: str, steps: Sequence[Any], *, drill: bool) -> None:
+    """`--dry-run`: what will change, where, how it is verified and undone."""
+    rows = [(i + 1, s.component, s.change, s.verify, s.undo) for i, s in enumerate(steps)]
+    table(f"plan: {title}", ["#", "component", "change", "verify", "undo"], rows)
+    tail = "rolled back at the end (unless --hold)" if drill else "kept: this action is itself an undo"
+    console.print(f"[{STYLE_DIM}]dry run: nothing changed; when run, the change is journaled first and {tail}[/]")
+
+
+def _counts_row(name: str, data: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    if not data:
+        return (name, "-", "-", "-", "-", "-", "-", "-")
+    lat = data.get("latency_ms") or {}
+    rate = data.get("delivery_rate")
+    return (
+        name,
+        data.get("sent"),
+        data.get("on_time"),
+        data.get("late"),
+        data.get("lost"),
+        data.get("duplicates"),
+        "-" if rate is None else f"{rate:.3f}%",
+        "-" if lat.get("p99") is None else f"{lat['p99']:.0f} ms",
+    )
+
+
+def action_report(report: Any) -> None:
+    """The report of one failover action: measurements, delivery during/overall, rollback, verdict."""
+    kv(f"{report.action} {report.params}", {k: v for k, v in report.measurements.items()})
+    table(
+        "delivery (probe)",
+        ["window", "sent", "on time", "late", "lost", "dup", "delivery", "p99"],
+        [_counts_row("during the action", report.during), _counts_row("whole run", report.overall)],
+    )
+    if report.rollback:
+        table(
+            "rollback",
+            ["step", "ok", "detail"],
+            [(r["step"], ok_mark(r["ok"]), r["detail"]) for r in report.rollback],
+        )
+    elif report.held:
+        console.print(f"[{STYLE_WARN}]held: the change stays applied (journal {report.journal})[/]")
+    panel("verdict", report.verdict, good=report.passed)
+
+
+def recover_report(results: Sequence[Mapping[str, Any]]) -> None:
+    if not results:
+        console.print(f"[{STYLE_OK}]nothing to recover: no interrupted action in the journal[/]")
+        return
+    rows = []
+    for r in results:
+        for step in r["steps"] or [{"step": "(no change had been applied)", "ok": True, "detail": ""}]:
+            rows.append((r["journal"], r["action"], step["step"], ok_mark(step["ok"]), step["detail"]))
+    table("recovered", ["journal", "action", "undo step", "ok", "detail"], rows)
+
+
+def live_status(data: Mapping[str, Any]) -> None:
+    """`pushctl status`: the live platform state."""
+    conns = data.get("connections", {})
+    regions = data.get("regions", {})
+    rows = []
+    for region, c in conns.items():
+        r = regions.get(region, {})
+        rows.append(
+            (
+                region,
+                "-" if c is None else c["count"],
+                "-" if c is None else c["limit"],
+                "unreachable" if c is None else ("draining" if c["draining"] else "serving"),
+                ok_mark(r.get("healthy", c is not None)),
+            )
+        )
+    table("regions", ["region", "connections", "limit", "broker", "healthy"], rows)
+    policies = data.get("policies")
+    if isinstance(policies, list):
+        table(
+            "policies",
+            ["id", "kind", "region", "spread", "origin"],
+            [(p["id"], p["kind"], p["region"], f"{p['spread_s']:g}s", p["origin"]) for p in policies]
+            or [("-", "none", "", "", "")],
+        )
+    faults = data.get("faults")
+    if isinstance(faults, list):
+        table(
+            "active faults",
+            ["link", "enabled", "toxics"],
+            [(f["link"], ok_mark(f["enabled"]), ", ".join(t.get("name", "?") for t in f.get("toxics", [])) or "-") for f in faults]
+            or [("-", "", "none")],
+        )
+    routing = data.get("routing") or {}
+    throttle = data.get("throttle") or {}
+    storage = data.get("storage") or {}
+    kv(
+        "platform",
+        {
+            "routing weights": routing.get("weights", routing.get("error", "-")),
+            "throttle": throttle.get("mode", throttle.get("error", "-"))
+            + (f" ({throttle['limit_per_s']:g}/s)" if throttle.get("limit_per_s") else ""),
+            "storage mode": storage.get("mode", storage.get("error", "-")),
+            "kafka buffer lag": data.get("buffer_lag"),
+            "held / open actions": ", ".join(f"{a['action']} {a['params']} ({a['status']})" for a in data.get("actions", []))
+            or "none",
+        },
+    )

@@ -1,5 +1,6 @@
 """The `pushctl` entry point and its single error boundary.
 
+\b
 Exit codes (every command):
   0  success / the SLO held
   1  SLO breached or hypothesis deviated (numbers are printed)
@@ -21,7 +22,7 @@ from typing import Annotated
 import typer
 
 from pushctl import render
-from pushctl.cli import fault, stack
+from pushctl.cli import actions, fault, probe, slo, stack
 from pushctl.cli.state import state
 from pushctl.errors import PushctlError
 
@@ -35,6 +36,9 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(fault.app, name="fault")
+app.add_typer(probe.app, name="probe")
+app.add_typer(slo.app, name="slo")
+actions.register(app)
 
 
 @app.callback()

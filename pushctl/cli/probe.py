@@ -140,8 +140,7 @@ async def _probe_routine(inventory: Inventory, options: ProbeOptions, live: bool
             finally:
                 if not task.done():
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    await asyncio.wait({task})  # (a suppress() here would swallow our own cancel)
     finally:
         await probe.close()
 

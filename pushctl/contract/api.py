@@ -95,6 +95,12 @@ class DeliverResult(_Schema):
     acked: list[str]
     offline: list[str]  # the device holds no connection on this broker
     timeout: list[str]  # written, but no ack within timeout_ms
+    # A group fan-out sends one message id to many devices, so an id alone cannot say which device
+    # acked. A broker that fills these (the device of each entry above, in the same order) lets the
+    # gateway account per device; without them it must re-send a group id it cannot attribute.
+    acked_devices: list[str] = Field(default_factory=list)
+    offline_devices: list[str] = Field(default_factory=list)
+    timeout_devices: list[str] = Field(default_factory=list)
 
 
 class Connections(_Schema):

@@ -8,7 +8,8 @@ lets devices fail over on their own, even with the dispatcher down (the inventor
 the fallback list). While connected it re-asks the dispatcher now and then, so devices drift back to
 their home region once a drain is withdrawn.
 
-    device = Device("probe-1", "north", config, http, observer)
+    dispatcher = Dispatcher(config, httpx.AsyncClient())
+    device = Device("probe-1", "north", config, dispatcher, observer)
     task = asyncio.create_task(device.run())   # cancel the task to take the device away
 """
 
@@ -31,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pushctl.contract import frames
 from pushctl.contract.api import Endpoint, Endpoints
+from pushctl.probe._tasks import cancel_and_wait
 
 Cause = Literal["initial", "order", "lost", "rebalance"]
 
@@ -96,6 +98,7 @@ class DeviceStats:
     refusals: int = 0  # attempts that ended before auth_ok
     pushes: int = 0  # push frames received, duplicates included
     raw_duplicates: int = 0
+    bad_frames: int = 0  # frames that break the contract (ignored)
     events: list[ReconnectEvent] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -146,6 +149,37 @@ class _End:
     endpoints: tuple[Endpoint, ...] = ()
 
 
+class Dispatcher:
+    """The dispatcher as devices ask it: `GET /v1/endpoints?device=ID&region=HOME`, nearest first.
+
+    Requests are gated to `concurrency` at a time: a reconnect storm of thousands of devices queues
+    here (cheaply, in order) instead of in the HTTP pool. An empty answer means "ask failed".
+    """
+
+    def __init__(self, config: DeviceConfig, http: httpx.AsyncClient, *, concurrency: int = 32) -> None:
+        self._url = f"{config.dispatcher_url.rstrip('/')}/v1/endpoints"
+        self._headers = {"Authorization": f"Bearer {config.secret}"}
+        self._timeout = config.dispatcher_timeout
+        self._http = http
+        self._gate = asyncio.Semaphore(concurrency)
+        self.requests = 0
+        self.failures = 0
+
+    async def endpoints(self, device: str, home: str) -> tuple[Endpoint, ...]:
+        async with self._gate:
+            self.requests += 1
+            try:
+                resp = await self._http.get(
+                    self._url, params={"device": device, "region": home}, headers=self._headers,
+                    timeout=self._timeout,
+                )  # fmt: skip
+                resp.raise_for_status()
+                return tuple(Endpoints.model_validate_json(resp.content).endpoints)
+            except (httpx.HTTPError, ValidationError):
+                self.failures += 1
+                return ()
+
+
 class Device:
     """One phone. `run()` lives until cancelled; `stats` is readable at any time."""
 
@@ -154,7 +188,7 @@ class Device:
         device_id: str,
         home: str,
         config: DeviceConfig,
-        http: httpx.AsyncClient,
+        dispatcher: Dispatcher,
         observer: DeviceObserver,
         *,
         rng: random.Random | None = None,
@@ -163,7 +197,7 @@ class Device:
         self.home = home
         self.config = config
         self.stats = DeviceStats(device_id, home)
-        self._http = http
+        self._dispatcher = dispatcher
         self._observer = observer
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._token = frames.device_token(config.secret, device_id)
@@ -227,7 +261,8 @@ class Device:
             ) as ws:
                 auth = frames.Auth(device=self.id, token=self._token, region=self.home)
                 await ws.send(auth.model_dump_json())
-                reply = json.loads(await asyncio.wait_for(ws.recv(), cfg.auth_timeout))
+                async with asyncio.timeout(cfg.auth_timeout):
+                    reply = json.loads(await ws.recv())
                 if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
                     return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
                 ok = frames.AuthOk.model_validate(reply)
@@ -272,24 +307,26 @@ class Device:
                     next_check = loop.time() + self._jittered(check_every)
         finally:
             self._wake = None
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
     async def _read_routine(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 at = time.time()
-                frame = json.loads(raw)
-                kind = frame.get("type") if isinstance(frame, dict) else None
-                if kind == "push":
-                    msg_id = str(frame["id"])
-                    await ws.send(frames.Ack(id=msg_id).model_dump_json())
-                    self._push(msg_id, at)
-                elif kind == "reconnect":
-                    self._ordered(frames.Reconnect.model_validate(frame), at)
-                elif kind == "ping":
-                    await ws.send(frames.Pong().model_dump_json())
+                try:
+                    frame = json.loads(raw)
+                    kind = frame.get("type") if isinstance(frame, dict) else None
+                    if kind == "push" and isinstance(frame.get("id"), str):
+                        await ws.send(frames.Ack(id=frame["id"]).model_dump_json())
+                        self._push(frame["id"], at)
+                    elif kind == "reconnect":
+                        self._ordered(frames.Reconnect.model_validate(frame), at)
+                    elif kind == "ping":
+                        await ws.send(frames.Pong().model_dump_json())
+                    elif kind not in ("pong", "error"):
+                        self.stats.bad_frames += 1
+                except ValueError:  # not JSON, or a reconnect order that does not parse
+                    self.stats.bad_frames += 1
 
     # ---- what a device does with frames ----------------------------------------------------
     def _push(self, msg_id: str, at: float) -> None:
@@ -345,17 +382,7 @@ class Device:
         return tuple(Endpoint(region=r, url=u) for r, u in static)
 
     async def _ask_dispatcher(self) -> tuple[Endpoint, ...]:
-        try:
-            resp = await self._http.get(
-                f"{self.config.dispatcher_url}/v1/endpoints",
-                params={"device": self.id, "region": self.home},
-                headers={"Authorization": f"Bearer {self.config.secret}"},
-                timeout=self.config.dispatcher_timeout,
-            )
-            resp.raise_for_status()
-            return tuple(Endpoints.model_validate_json(resp.content).endpoints)
-        except (httpx.HTTPError, ValidationError):
-            return ()
+        return await self._dispatcher.endpoints(self.id, self.home)
 
     def _jittered(self, mean: float | None) -> float:
         return (mean or 0.0) * self._rng.uniform(0.5, 1.5)

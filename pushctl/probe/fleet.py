@@ -12,7 +12,6 @@ most `MAX_DEVICES_PER_PROCESS` devices in one fleet and shards the rest over wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 from collections import Counter
@@ -20,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
-from pushctl.probe.device import Device, DeviceConfig, DeviceStats, ReconnectEvent
+from pushctl.probe.device import Device, DeviceConfig, DeviceStats, Dispatcher, ReconnectEvent
 from pushctl.probe.ledger import Ledger
 
 MAX_DEVICES_PER_PROCESS = 8000
@@ -73,10 +72,11 @@ class Fleet:
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not cryptography
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(
-            trust_env=False, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            trust_env=False, limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
         )
+        self.dispatcher = Dispatcher(config, self._http)
         self._devices = [
-            Device(dev, home, config, self._http, self, rng=random.Random(self._rng.random()))  # noqa: S311
+            Device(dev, home, config, self.dispatcher, self, rng=random.Random(self._rng.random()))  # noqa: S311
             for dev, home in devices
         ]
         for dev, home in devices:
@@ -84,6 +84,7 @@ class Fleet:
         self._connect_rate = connect_rate
         self._tasks: list[asyncio.Task[None]] = []
         self._ramp: asyncio.Task[None] | None = None
+        self.errors: list[str] = []  # devices that crashed: a bug in the probe, never a platform fault
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,9 +107,7 @@ class Fleet:
         tasks = [t for t in (self._ramp, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # device crashes are in self.errors
         self._tasks.clear()
         self._ramp = None
         if self._own_http:
@@ -120,7 +119,13 @@ class Fleet:
         for i, device in enumerate(self._devices):
             if i and i % per_step == 0:
                 await asyncio.sleep(step)
-            self._tasks.append(asyncio.create_task(device.run(), name=f"device-{device.id}"))
+            task = asyncio.create_task(device.run(), name=f"device-{device.id}")
+            task.add_done_callback(self._device_done)
+            self._tasks.append(task)
+
+    def _device_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.errors.append(f"{task.get_name()}: {exc!r}")
 
     # ---- reading -------------------------------------------------------------------------------
     @property

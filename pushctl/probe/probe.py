@@ -16,7 +16,6 @@ always terminates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import secrets
 import time
@@ -29,7 +28,8 @@ from typing import Literal, Protocol
 import httpx
 
 from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
-from pushctl.errors import TargetUnreachable, UsageError
+from pushctl.errors import PushctlError, TargetUnreachable, UsageError
+from pushctl.probe._tasks import cancel_and_wait
 from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent
 from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, MAX_DEVICES_PER_PROCESS, Fleet, device_ids, spread
 from pushctl.probe.ledger import Ledger, LedgerSummary, Progress, percentile
@@ -130,6 +130,9 @@ class _Local:
 
     async def stop(self) -> None:
         await self.fleet.stop()
+        if self.fleet.errors:
+            errors = self.fleet.errors
+            raise PushctlError(f"{len(errors)} probe devices crashed, first: {errors[0]}")
 
     def kill(self) -> None:
         """Tasks die with the event loop; nothing outlives this process."""
@@ -429,9 +432,7 @@ class Probe:
             if self._sending is not None and not self._sending.done():
                 assert self._sender is not None  # noqa: S101 - set together with _sending
                 self._sender.stop()
-                self._sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._sending
+                await cancel_and_wait(self._sending)
             await self._backend.stop()
         finally:
             self._backend.kill()

@@ -130,12 +130,15 @@ class Sender:
         loop = asyncio.get_running_loop()
         start = loop.time()
         self.started_at = time.time()
+        if self._ledger.t0 is None:
+            self._ledger.t0 = self.started_at  # per-second counters count from here
         singles, groups = Pacer(self._rate, start), Pacer(self._group_rate, start)
         end = math.inf if duration is None else start + duration
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+                    async with asyncio.timeout(self._interval):
+                        await self._stop.wait()
                 now = min(loop.time(), end)
                 self._send_singles(singles.due(now))
                 for _ in range(groups.due(now)):

@@ -94,16 +94,17 @@ class WorkerShard:
                     await proc.stdin.drain()
                     proc.stdin.close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._final.wait(), within)
+                async with asyncio.timeout(within):
+                    await self._final.wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await proc.wait()
         finally:
             self.kill()
             with contextlib.suppress(ProcessLookupError):
                 await proc.wait()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if self._tasks:  # they end at EOF, which the kill guarantees
+                await asyncio.wait(self._tasks)
         if not self._final.is_set() and self.error is None:
             self.error = f"worker {self.index} did not finish in {within:.0f}s"
 
@@ -137,6 +138,8 @@ class WorkerShard:
     def _apply(self, msg: dict[str, Any]) -> None:
         if msg.get("type") == "final":
             self.stats = [DeviceStats.from_json(s) for s in msg["stats"]]
+            if msg.get("errors"):
+                self.error = f"{len(msg['errors'])} devices crashed, first: {msg['errors'][0]}"
             self._final.set()
             return
         self._ledger.merge(Ledger.from_wire(msg["ledger"]))

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pushctl.probe._tasks import cancel_and_wait
 from pushctl.probe.device import DeviceConfig
 from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, Fleet
 from pushctl.probe.ledger import Ledger
@@ -82,12 +83,14 @@ class _Worker:
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
+                    async with asyncio.timeout(self.flush_s):
+                        await stop.wait()
                 self.flush()
         finally:
             await self.fleet.stop()
             self.flush()
-            self.write({"type": "final", "stats": [s.to_json() for s in self.fleet.stats()]})
+            stats = [s.to_json() for s in self.fleet.stats()]
+            self.write({"type": "final", "stats": stats, "errors": self.fleet.errors})
 
 
 def _write(msg: dict[str, Any]) -> None:
@@ -117,9 +120,7 @@ async def _main() -> int:
     try:
         await worker.run(stop)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await cancel_and_wait(watcher)
     return 0
 
 

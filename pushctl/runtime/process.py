@@ -275,14 +275,40 @@ class ProcessRuntime(Runtime):
                     time.sleep(0.2)
 
     async def signal(self, component: str, action: str) -> str:
+        comp = next((c for c in self.components if c.name == component), None)
+        if comp is None:
+            raise UsageError(f"unknown component {component!r}; valid: {', '.join(c.name for c in self.components)}")
+        if action in ("restart", "ensure-running"):
+            return await self._restart(comp, only_if_down=action == "ensure-running")
         rec = self.alive(component)
         if rec is None:
             raise UsageError(f"{component} is not running")
         sig = {"crash": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}.get(action)
         if sig is None:
-            raise UsageError(f"unknown action {action!r}; valid: crash, pause, resume")
+            raise UsageError(f"unknown action {action!r}; valid: crash, pause, resume, restart")
         _signal_group(rec.pid, sig)
         return f"sent {sig.name} to {component} (pid {rec.pid})"
+
+    async def _restart(self, comp: Component, *, only_if_down: bool) -> str:
+        rec = self.alive(comp.name)
+        if rec is not None:
+            _signal_group(rec.pid, signal.SIGCONT)  # a paused process must run to be healthy or to stop
+            if only_if_down:
+                ok, _ = await health.check(self.inv, comp)
+                if ok:
+                    return f"{comp.name} already running (pid {rec.pid})"
+            await self._stop([comp.name])
+        installed = await asyncio.to_thread(
+            install_all,
+            cache_dir(),
+            self.log,
+            need_kafka=comp.role == Role.KAFKA,
+            need_redis=comp.role == Role.REDIS,
+        )
+        await asyncio.to_thread(self._spawn, comp, installed)
+        await self._wait_healthy(comp, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
+        new = self.alive(comp.name)
+        return f"started {comp.name} (pid {new.pid if new else '?'})"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

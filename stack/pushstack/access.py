@@ -139,7 +139,7 @@ class AccessTier(PushService):
         self.router = LogicRouter(self.inv, self.inv.token)
         self.router.on_failover = lambda idc: self.m_failovers.labels(idc).inc()
         await self.router.start()
-        self.direct = MicroBatcher(self._flush_direct, max_items=LOGIC_CHUNK, linger=0.002)
+        self.direct = MicroBatcher(self._flush_direct, max_items=LOGIC_CHUNK, linger=0.005)
         self.spawn(self.kafka.connect_routine(), "_kafka_routine")
         self.spawn(self._storage_routine(), "_storage_routine")
         self.spawn(self._load_routine(), "_load_routine")

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Coroutine, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar, Literal
@@ -49,6 +48,7 @@ from pushctl.contract.api import (
 )
 from pushctl.contract.topology import Inventory
 
+from .acks import AckBook, Delivery, Key, push_frame
 from .policy_watch import PolicyFollower, drain_for
 from .route_book import RouteBook, RouteSink
 from .service import PushService
@@ -63,6 +63,7 @@ AUTH_TIMEOUT_S = 5.0
 ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out anyway
 CLOSE_GRACE_S = 1.0  # a drained device may connect elsewhere before its old connection closes
 OVER_LIMIT_RETRY_MS = 2000
+YIELD_EVERY = 500  # writes between yields to the event loop in big fan-outs
 PONG = frames.Pong().model_dump_json()
 
 ErrorCode = Literal["over_limit", "unauthorized", "bad_frame", "draining"]
@@ -81,14 +82,6 @@ def drain_plan(devices: Sequence[str], spread_s: float, rng: random.Random) -> l
     return [(device, int((i + rng.random()) * spread_ms / n)) for i, device in enumerate(order)]
 
 
-def push_frame(message: Message) -> str:
-    """The `push` frame for a message (the logic gateway resolved `payload_ref` already)."""
-    return json.dumps(
-        {"type": "push", "id": message.id, "payload": message.payload or "", "sent_at": message.sent_at},
-        separators=(",", ":"),
-    )
-
-
 class _Conn:
     """One authenticated device connection."""
 
@@ -98,25 +91,6 @@ class _Conn:
         self.device = device
         self.ws = ws
         self.closer: asyncio.TimerHandle | None = None
-
-
-class _Delivery:
-    """One /v1/deliver call waiting for its acks."""
-
-    __slots__ = ("acked", "done", "started", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting: set[tuple[str, str]] = set()
-        self.acked: list[str] = []
-        self.done = asyncio.Event()
-        self.started = time.monotonic()
-
-    def ack(self, key: tuple[str, str]) -> None:
-        if key in self.waiting:
-            self.waiting.discard(key)
-            self.acked.append(key[1])
-            if not self.waiting:
-                self.done.set()
 
 
 class Broker(PushService):
@@ -134,13 +108,13 @@ class Broker(PushService):
         self.draining: Policy | None = None
         self._conns: dict[str, _Conn] = {}
         self._open = 0  # sockets past the handshake, authenticated or not
-        self._pending: dict[tuple[str, str], list[_Delivery]] = {}
         self._bg: set[asyncio.Task[None]] = set()
         self._server: Server | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.follower = PolicyFollower(self, self._on_policies)
         self.follower.routes()
         self._define_metrics()
+        self._acks = AckBook(latency=self._m_ack_latency)
         self._store: aioredis.Redis | None = None
         if route_sink is None:
             self._store = self.redis_for("store")
@@ -312,13 +286,7 @@ class Broker(PushService):
         kind = frame.get("type")
         if kind == "ack":
             self._m_acks.inc()
-            key = (conn.device, str(frame.get("id")))
-            waiters = self._pending.pop(key, None)
-            if waiters:
-                now = time.monotonic()
-                for delivery in waiters:
-                    self._m_ack_latency.observe(now - delivery.started)
-                    delivery.ack(key)
+            self._acks.ack((conn.device, str(frame.get("id"))))
             return False
         return kind == "ping"
 
@@ -339,25 +307,24 @@ class Broker(PushService):
     # ---- delivery ---------------------------------------------------------------------------
     async def deliver(self, messages: Sequence[Message], timeout_s: float) -> DeliverResult:
         """Write each message to its device's connection, then wait up to `timeout_s` for acks."""
-        delivery = _Delivery()
-        offline: list[str] = []
+        delivery = Delivery()
+        offline: list[Key] = []
         frames_by_id: dict[tuple[str, str | None], str] = {}  # group fan-out shares one frame
         written = 0
         for message in messages:
             conn = self._conns.get(message.device)
             if conn is None or conn.ws.state is not State.OPEN:
-                offline.append(message.id)
+                offline.append((message.device, message.id))
                 continue
-            key = (message.device, message.id)
-            if key in delivery.waiting:
+            if not self._acks.expect(delivery, (message.device, message.id)):
                 continue
             frame_key = (message.id, message.payload)
             frame = frames_by_id.get(frame_key)
             if frame is None:
                 frame = frames_by_id[frame_key] = push_frame(message)
-            delivery.waiting.add(key)
-            self._pending.setdefault(key, []).append(delivery)
             written += 1
+            if written % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a big fan-out must not starve acks and health polls
             if conn.ws.paused:
                 # a slow device must not hold up the others: its write waits on its own
                 self._background(self._send_quietly(conn.ws, frame))
@@ -367,24 +334,27 @@ class Broker(PushService):
             except ConnectionClosed:
                 pass  # counted as timeout: written to a connection that went away
         self._m_pushes.inc(written)
-        if delivery.waiting:
-            try:
+        try:
+            if delivery.waiting:
                 async with asyncio.timeout(timeout_s):
                     await delivery.done.wait()
-            except TimeoutError:
-                pass
-        timed_out = []
-        for key in delivery.waiting:
-            timed_out.append(key[1])
-            waiters = self._pending.get(key)
-            if waiters is not None:
-                if delivery in waiters:
-                    waiters.remove(delivery)
-                if not waiters:
-                    del self._pending[key]
+        except TimeoutError:
+            pass
+        finally:
+            # also when the caller went away (cancelled): no waiter may outlive its call
+            timed_out = list(delivery.waiting)
+            self._acks.forget(delivery)
         self._m_offline.inc(len(offline))
         self._m_timeouts.inc(len(timed_out))
-        return DeliverResult(acked=delivery.acked, offline=offline, timeout=timed_out)
+        # ids with their devices in parallel lists: a group fan-out shares one id across devices
+        return DeliverResult(
+            acked=[k[1] for k in delivery.acked],
+            offline=[k[1] for k in offline],
+            timeout=[k[1] for k in timed_out],
+            acked_devices=[k[0] for k in delivery.acked],
+            offline_devices=[k[0] for k in offline],
+            timeout_devices=[k[0] for k in timed_out],
+        )
 
     @staticmethod
     async def _send_quietly(ws: ServerConnection, frame: str) -> None:
@@ -436,7 +406,9 @@ class Broker(PushService):
 
     async def _order_reconnects(self, plan: list[tuple[str, int]], policy: Policy) -> None:
         reason = f"drain {self.region} ({policy.id})"
-        for device, after_ms in plan:
+        for n, (device, after_ms) in enumerate(plan, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             conn = self._conns.get(device)
             if conn is None or self.draining is None:
                 continue
@@ -463,7 +435,7 @@ class Broker(PushService):
             lambda: 0 if self.draining is None else 1
         )
         self.gauge("pushstack_broker_pending_acks", "Pushes written and awaiting their ack").set_function(
-            lambda: len(self._pending)
+            lambda: len(self._acks)
         )
         self._m_connects = self.counter("pushstack_broker_connects_total", "Devices authenticated")
         self._m_disconnects = self.counter(

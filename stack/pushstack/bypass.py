@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from pushctl.contract.api import TOPIC_BUFFER, Message, PushBatch
 from pushctl.contract.topology import Inventory
-from pushstack.kafkaio import lag, start_consumer
+from pushstack.kafkaio import lag, start_consumer, stop_quietly
 from pushstack.routing import LogicRouter
 from pushstack.service import PushService
 from pushstack.throttle import TokenBucket
@@ -142,7 +142,7 @@ class BypassConsumer(PushService):
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
-            await self.consumer.stop()
+            await stop_quietly(self.consumer)
         await self.router.close()
 
     def health_detail(self) -> tuple[bool, dict[str, str]]:

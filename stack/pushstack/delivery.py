@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -170,22 +170,41 @@ class Outcome:
 
 
 def sort_result(items: Sequence[Item], result: DeliverResult) -> Outcome:
-    """Map a broker's answer back onto items; ids it did not mention are retried."""
+    """Map a broker's answer back onto items; whatever it did not account for is retried."""
+    answers = (
+        (result.acked, result.acked_devices, "acked"),
+        (result.offline, result.offline_devices, "offline"),
+        (result.timeout, result.timeout_devices, "retry"),
+    )
+    out = Outcome()
+    if any(devices for _, devices, _ in answers) and all(len(i) == len(d) for i, d, _ in answers):
+        by_key: dict[tuple[str, str], list[Item]] = {}
+        for it in items:
+            by_key.setdefault((it.msg.device, it.msg.id), []).append(it)
+        for ids, devices, bucket in answers:
+            for mid, device in zip(ids, devices, strict=True):
+                getattr(out, bucket).extend(by_key.pop((device, mid), ()))
+        for rest in by_key.values():
+            out.retry.extend(rest)
+        return out
+    return _sort_by_id(items, answers)
+
+
+def _sort_by_id(items: Sequence[Item], answers: tuple[tuple[list[str], list[str], str], ...]) -> Outcome:
+    """Ids only: exact for single pushes; a group id sent to several devices here is counted as
+    acked (or offline) only when every one of them was, and re-sent otherwise (never guessed)."""
     by_id: dict[str, list[Item]] = {}
     for it in items:
         by_id.setdefault(it.msg.id, []).append(it)
+    counts = [Counter(ids) for ids, _, _ in answers]
     out = Outcome()
-    for ids, bucket in (
-        (result.acked, out.acked),
-        (result.offline, out.offline),
-        (result.timeout, out.retry),
-    ):
-        for mid in ids:
-            found = by_id.pop(mid, None)
-            if found:
-                bucket.extend(found)
-    for rest in by_id.values():
-        out.retry.extend(rest)
+    for mid, its in by_id.items():
+        for count, (_, _, bucket) in zip(counts, answers, strict=True):
+            if count[mid] >= len(its):
+                getattr(out, bucket).extend(its)
+                break
+        else:
+            out.retry.extend(its)
     return out
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
@@ -25,15 +27,29 @@ RETRY_S = 1.0
 
 
 class KafkaProducerLink:
-    def __init__(self, bootstrap: str, *, client_id: str, send_timeout: float = 5.0) -> None:
+    def __init__(
+        self, bootstrap: str, *, client_id: str, send_timeout: float = 2.0, pause_after_failure: float = 2.0
+    ) -> None:
         self._bootstrap = bootstrap
         self._client_id = client_id
         self._send_timeout = send_timeout
+        self._pause = pause_after_failure
         self._producer: AIOKafkaProducer | None = None
+        self._down_until = 0.0
+        self._suspect = False  # a send failed: after the pause, one probe at a time until one works
+        self._probing = False
+        self._inflight: dict[int, float] = {}  # send id -> start: a send this slow means trouble
+        self._ids = itertools.count()
+        self.slow_after = 0.5
 
     @property
     def ready(self) -> bool:
-        return self._producer is not None
+        """Connected, and no send failed within the last `pause_after_failure` seconds: a failed
+        Kafka is not waited on by every request (a circuit breaker), only probed again later."""
+        now = time.monotonic()
+        if self._producer is None or now < self._down_until or self._probing:
+            return False
+        return not self._inflight or now - min(self._inflight.values()) < self.slow_after
 
     async def connect_routine(self) -> None:
         """Start the producer, retrying every second until Kafka answers (then return)."""
@@ -61,22 +77,45 @@ class KafkaProducerLink:
     async def send_many(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[bool]:
         """Send records and wait for the broker's ack; one bool per record."""
         producer = self._producer
-        if producer is None or not records:
+        if producer is None or not records or not self.ready:
             return [False] * len(records)
+        self._probing = self._suspect
+        token = next(self._ids)
+        self._inflight[token] = time.monotonic()
+        try:
+            results = await self._send(producer, topic, records)
+        finally:
+            self._probing = False
+            del self._inflight[token]
+        if all(results):
+            self._suspect = False
+        else:
+            self._suspect = True
+            self._down_until = time.monotonic() + self._pause
+        return results
+
+    async def _send(
+        self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[bool]:
         try:
             async with asyncio.timeout(self._send_timeout):
                 futures = [await producer.send(topic, value, key=key) for key, value in records]
         except (KafkaError, TimeoutError) as exc:
             log.warning("kafka send to %s failed: %r", topic, exc)
             return [False] * len(records)
-        results = await asyncio.gather(*(_wait(f, self._send_timeout) for f in futures))
-        return list(results)
+        return list(await asyncio.gather(*(_wait(f, self._send_timeout) for f in futures)))
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(KafkaError, OSError):
-                await producer.stop()
+            await stop_quietly(producer)
+
+
+async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer, limit: float = 1.5) -> None:
+    """Stop a Kafka client without hanging a shutdown on a Kafka that is gone."""
+    with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        async with asyncio.timeout(limit):
+            await client.stop()
 
 
 async def _wait(fut: asyncio.Future[object], limit: float) -> bool:

@@ -18,7 +18,7 @@ from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unus
 
 from pushctl.contract.api import KEY_GROUP_PAYLOAD, TOPIC_GROUP_PAYLOADS
 from pushctl.contract.topology import Inventory
-from pushstack.kafkaio import lag, start_consumer
+from pushstack.kafkaio import lag, start_consumer, stop_quietly
 from pushstack.kvclient import DiskKVClient, DiskKVError
 from pushstack.service import PushService
 
@@ -56,7 +56,7 @@ class KVWriter(PushService):
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
-            await self.consumer.stop()
+            await stop_quietly(self.consumer)
         await self.session.close()
 
     def health_detail(self) -> tuple[bool, dict[str, str]]:

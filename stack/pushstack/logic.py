@@ -109,11 +109,9 @@ def check_weights(new: Mapping[str, float], idcs: Iterable[str]) -> dict[str, fl
 
 
 def group_messages(task: GroupTask) -> list[Message]:
-    """One message per device; its id is `<group id>:<device>`, unique per delivery."""
+    """One message per device, each with the group's id: what the device acks and the ledger counts."""
     return [
-        Message(
-            id=f"{task.id}:{d}", device=d, sent_at=task.sent_at, payload_ref=task.payload_ref, group=task.id
-        )
+        Message(id=task.id, device=d, sent_at=task.sent_at, payload_ref=task.payload_ref, group=task.id)
         for d in task.devices
     ]
 

@@ -138,7 +138,10 @@ class PolicyFollower:
     async def _policy_routine(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug in on_change must not stop following the scheduler (logged)
+                log.exception("%s: applying the policy set failed", self._svc.name)
 
     async def _post(self, request: web.Request) -> web.Response:
         self.offer(await self._svc.body(request, PolicySet))

@@ -23,7 +23,7 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float | None = None, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self.rate = rate
-        self.burst = burst if burst is not None else max(rate * 0.25, 1.0)
+        self.burst = burst if burst is not None else (max(rate * 0.25, 1.0) if rate > 0 else 0.0)
         self._tokens = self.burst
         self._at = clock()
 
@@ -32,7 +32,7 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        granted = min(n, int(self._tokens))
+        granted = min(n, int(self._tokens + 1e-9))  # 0.05 s * 1000/s is 49.999...
         self._tokens -= granted
         return max(granted, 0)
 

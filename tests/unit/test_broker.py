@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pushstack.broker import Broker, drain_plan, push_frame
+from pushstack.acks import push_frame
+from pushstack.broker import Broker, drain_plan
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -215,12 +216,35 @@ async def test_deliver_reports_acked_offline_and_timeout(broker: Broker) -> None
         Message(id="m4", device="nobody", sent_at=1.0, payload="p4"),
     ]
     result = await broker.deliver(msgs, timeout_s=0.5)
-    assert sorted(result.acked) == ["m1", "m2"]
-    assert result.offline == ["m4"]
-    assert result.timeout == ["m3"]
+    assert sorted(result.acked) == ["m1", "m2"] and result.acked_devices == ["acker", "acker"]
+    assert (result.offline, result.offline_devices) == (["m4"], ["nobody"])
+    assert (result.timeout, result.timeout_devices) == (["m3"], ["silent"])
     assert json.loads(await silent.recv())["id"] == "m3"  # written, just never acked
-    assert broker._pending == {}
+    assert len(broker._acks) == 0
     acker.cancel()
+    await acking.close()
+    await silent.close()
+
+
+async def test_group_fan_out_reports_each_device_of_a_shared_id(broker: Broker) -> None:
+    acking, _ = await device(broker, "g-acker")
+    silent, _ = await device(broker, "g-silent")
+
+    async def ack_all() -> None:
+        async for raw in acking:
+            await acking.send(frames.Ack(id=json.loads(raw)["id"]).model_dump_json())
+
+    acker = asyncio.create_task(ack_all())
+    msgs = [
+        Message(id="g1", device=d, sent_at=1.0, payload="p", group="g")
+        for d in ("g-acker", "g-silent", "g-gone")
+    ]
+    result = await broker.deliver(msgs, timeout_s=0.3)
+    assert (result.acked, result.acked_devices) == (["g1"], ["g-acker"])
+    assert (result.timeout, result.timeout_devices) == (["g1"], ["g-silent"])
+    assert (result.offline, result.offline_devices) == (["g1"], ["g-gone"])
+    acker.cancel()
+    await asyncio.gather(acker, return_exceptions=True)
     await acking.close()
     await silent.close()
 
@@ -235,7 +259,14 @@ async def test_deliver_over_http_needs_the_token(broker: Broker) -> None:
         headers = {"Authorization": f"Bearer {broker.inv.token}"}
         async with http.post(f"{base}/v1/deliver", json={"messages": []}, headers=headers) as resp:
             assert resp.status == 200
-            assert await resp.json() == {"acked": [], "offline": [], "timeout": []}
+            assert await resp.json() == {
+                "acked": [],
+                "offline": [],
+                "timeout": [],
+                "acked_devices": [],
+                "offline_devices": [],
+                "timeout_devices": [],
+            }
         async with http.put(f"{base}/v1/limit", json={"limit": 7}, headers=headers) as resp:
             assert (await resp.json())["limit"] == 7
         async with http.get(f"{base}/v1/connections", headers=headers) as resp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import typer
@@ -91,7 +92,7 @@ class FakePlatform:
     async def start(self) -> None:
         for region, port in self.broker_ports.items():
             server = await serve(
-                lambda ws, region=region: self._broker(ws, region), "127.0.0.1", port, compression=None
+                functools.partial(self._region_broker, region), "127.0.0.1", port, compression=None
             )
             self._servers.append(server)
         for port, routes in (
@@ -121,6 +122,9 @@ class FakePlatform:
         return f"ws://127.0.0.1:{self.broker_ports[region]}/ws"
 
     # ---- brokers -------------------------------------------------------------------------------
+    async def _region_broker(self, region: str, ws: ServerConnection) -> None:
+        await self._broker(ws, region)
+
     async def _broker(self, ws: ServerConnection, region: str) -> None:
         try:
             auth = frames.Auth.model_validate_json(await asyncio.wait_for(ws.recv(), 5))
@@ -132,7 +136,7 @@ class FakePlatform:
             await ws.close(frames.CLOSE_UNAUTHORIZED)
             return
         if region in self.drained or len(self.conns[region]) >= self.limits.get(region, 1 << 30):
-            code = "draining" if region in self.drained else "over_limit"
+            code: Literal["draining", "over_limit"] = "draining" if region in self.drained else "over_limit"
             await ws.send(frames.Error(code=code, reason=code, retry_after_ms=100).model_dump_json())
             await ws.close(frames.CLOSE_OVER_LIMIT)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -43,8 +44,8 @@ class FakeAccess:
 
     def __init__(self, status: int = 200) -> None:
         self.status = status
-        self.batches: list[dict[str, object]] = []
-        self.groups: list[dict[str, object]] = []
+        self.batches: list[dict[str, Any]] = []
+        self.groups: list[dict[str, Any]] = []
         self.auth: set[str] = set()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -74,7 +75,7 @@ async def test_sender_batches_singles_and_records_every_message() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(access)) as http:
         sender = Sender("http://access", "tok", devices(), ledger, run_id="r1", rate=100.0, seed=1, http=http)
         await sender.run(duration=0.5)
-    messages = [m for b in access.batches for m in b["messages"]]  # type: ignore[attr-defined]
+    messages = [m for b in access.batches for m in b["messages"]]
     assert len(messages) == 50
     assert len({m["id"] for m in messages}) == 50
     assert all(m["id"].startswith("r1-") for m in messages)
@@ -94,7 +95,7 @@ async def test_targets_are_spread_over_all_devices() -> None:
             "http://access", "tok", devices(5), ledger, run_id="r", rate=1000.0, seed=2, http=http
         )
         await sender.run(duration=0.5)
-    per_device = Counter(m["device"] for b in access.batches for m in b["messages"])  # type: ignore[attr-defined]
+    per_device = Counter(m["device"] for b in access.batches for m in b["messages"])
     assert set(per_device) == set(devices(5))
     assert min(per_device.values()) > 50
 
@@ -110,7 +111,7 @@ async def test_group_pushes_name_their_devices_and_count_each() -> None:
         await sender.run(duration=0.5)
     assert len(access.groups) == 5
     for group in access.groups:
-        assert len(set(group["devices"])) == 4  # type: ignore[arg-type]
+        assert len(set(group["devices"])) == 4
         assert "region" not in group
     assert ledger.summary().sent == 20
     assert sender.stats.expected == 20 and sender.stats.groups == 5

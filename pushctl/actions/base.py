@@ -1,0 +1,76 @@
+"""The contract every failover action follows: plan (pure) -> apply (journaled) -> effect -> undo.
+
+    class Drain(Action):
+        def plan(self) -> list[PlanStep]: ...            # what changes where, how verified and undone
+        async def apply(self, ctx: ActionContext) -> None: # ctx.journal.will_undo(...) before each change
+        async def await_effect(self, ctx) -> dict[str, Any]: # wait for and measure the effect
+
+Rollback is not a method: it is the journal's undo steps, run by `pushctl.actions.undo`, so a
+rollback after `kill -9` (`pushctl recover`) does exactly what an in-process rollback does.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushctl.actions.journal import Journal
+from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
+from pushctl.probe.probe import Probe
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    component: str
+    change: str
+    verify: str
+    undo: str
+
+    def describe(self) -> str:
+        return f"{self.component}: {self.change} (verify: {self.verify}; undo: {self.undo})"
+
+
+@dataclass
+class ActionContext:
+    inv: Inventory
+    api: PlatformClient
+    journal: Journal
+    runtime: str
+    log: Callable[[str], None]
+    probe: Probe | None = None
+    applied_at: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class Action(abc.ABC):
+    """A failover action. `drill` actions are rolled back at the end unless the operator holds them."""
+
+    name: str = "action"
+    drill: bool = True
+    timeout_s: float = 60.0
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """What the journal records about this run (JSON-safe)."""
+
+    @abc.abstractmethod
+    def plan(self) -> list[PlanStep]:
+        """Pure: the changes, in order, with how each is verified and undone."""
+
+    async def preflight(self, ctx: ActionContext) -> None:  # noqa: B027 - optional hook
+        """Action-specific checks before anything changes; raise UsageError to refuse."""
+
+    @abc.abstractmethod
+    async def apply(self, ctx: ActionContext) -> None:
+        """Make the change; journal each undo step *before* the change it reverses."""
+
+    async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        """Wait until the change has had its effect; return measurements for the report."""
+        return {}
+
+    def title(self) -> str:
+        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False))
+        return f"{self.name} {args}".strip()

@@ -1,0 +1,74 @@
+"""One action at a time per target: a lock file naming its holder, free again when the holder dies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+from pushctl.contract.topology import Inventory
+from pushctl.errors import LockHeld
+from pushctl.runtime.paths import run_dir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class TargetLock:
+    """`with TargetLock(inv, "drain south"):` — raises LockHeld while another live pushctl holds it."""
+
+    def __init__(self, inv: Inventory, what: str) -> None:
+        self.path = run_dir(inv.name) / "action.lock"
+        self.what = what
+        self._held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(int(holder.get("pid", -1))):
+                    since = time.strftime("%H:%M:%S", time.localtime(float(holder.get("since", 0))))
+                    raise LockHeld(
+                        f"{holder.get('what', 'another action')} (pid {holder.get('pid')}, since {since}) "
+                        f"holds the lock on stack {self.path.parent.name!r}",
+                        hint="wait for it, or stop it (Ctrl-C rolls it back)",
+                    ) from None
+                # the holder died (kill -9): its lock does not hold the target forever
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"pid": os.getpid(), "what": self.what, "since": time.time()}, fh)
+            self._held = True
+            return
+        raise LockHeld(f"could not take the lock {self.path}")
+
+    def _holder(self) -> dict[str, object] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def release(self) -> None:
+        if self._held:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self._held = False
+
+    def __enter__(self) -> TargetLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

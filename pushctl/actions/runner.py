@@ -1,0 +1,199 @@
+"""Run one action the safe way: plan -> preflight -> journal -> apply -> verify -> report -> rollback.
+
+Ctrl-C and SIGTERM cancel the run; the rollback then runs to completion (further signals are
+ignored while it does) and the command exits 130. `kill -9` leaves the journal for `pushctl recover`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pushctl.actions.base import Action, ActionContext
+from pushctl.actions.journal import Journal, open_entries
+from pushctl.actions.lock import TargetLock
+from pushctl.actions.undo import UndoOutcome, run_undo
+from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
+from pushctl.control import PlatformClient
+from pushctl.errors import ComponentFailed, Interrupted, LockHeld, RollbackFailed, SloBreached
+from pushctl.probe.ledger import LedgerSummary
+from pushctl.probe.probe import Probe, ProbeOptions
+
+SETTLE_AFTER_ROLLBACK_S = 2.0
+
+
+@dataclass
+class RunOptions:
+    slo: float = 99.9
+    probe: ProbeOptions | None = field(default_factory=ProbeOptions)
+    hold: bool = False
+    warmup_s: float = 1.0
+    runtime: str = "process"
+
+
+@dataclass
+class ActionReport:
+    action: str
+    params: dict[str, Any]
+    plan: list[str]
+    journal: str
+    held: bool
+    measurements: dict[str, Any]
+    during: dict[str, Any] | None
+    overall: dict[str, Any] | None
+    rollback: list[dict[str, Any]]
+    slo: float
+    passed: bool
+    verdict: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def check_platform(inv: Inventory) -> None:
+    """Every push service answers /healthz; raise ComponentFailed naming those that do not."""
+    bad: list[str] = []
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+
+        async def one(name: str, url: str) -> None:
+            try:
+                resp = await http.get(url)
+                if resp.status_code != 200:
+                    bad.append(f"{name} (HTTP {resp.status_code})")
+            except httpx.HTTPError as exc:
+                bad.append(f"{name} ({type(exc).__name__})")
+
+        await asyncio.gather(
+            *(
+                one(n, f"http://{s.host}:{s.port}/healthz")
+                for n, s in inv.services.items()
+                if s.kind in PUSH_SERVICE_KINDS
+            )
+        )
+    if bad:
+        raise ComponentFailed(
+            f"the platform is not healthy: {', '.join(sorted(bad))}", hint="see `pushctl stack status`"
+        )
+
+
+def _verdict(summary: LedgerSummary | None, slo: float) -> tuple[bool, str]:
+    if summary is None:
+        return True, "no probe ran (--no-probe): delivery not verified"
+    rate = summary.delivery_rate
+    if summary.sent == 0:
+        return False, "the probe sent nothing during the action"
+    ok = rate is not None and rate >= slo and summary.lost == 0
+    rate_txt = f"{rate:.3f}%" if rate is not None else "n/a"
+    detail = f"delivery {rate_txt} (SLO {slo}%), lost {summary.lost}, late {summary.late} of {summary.sent}"
+    return ok, ("SLO held: " if ok else "SLO BREACHED: ") + detail
+
+
+async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any) -> ActionReport:
+    """Run `action` against `inv`; always leaves the platform at its baseline unless `opts.hold`."""
+    started = time.monotonic()
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    interrupted: list[str] = []
+
+    def on_signal(name: str) -> None:
+        if not interrupted:
+            interrupted.append(name)
+            log(f"{name}: rolling back before exit ...")
+            if task is not None:
+                task.cancel()
+        else:
+            log(f"{name}: rollback in progress, please wait")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    lock = TargetLock(inv, action.title())
+    journal: Journal | None = None
+    probe: Probe | None = None
+    outcomes: list[UndoOutcome] = []
+    measurements: dict[str, Any] = {}
+    applied_at = ended_at = 0.0
+    try:
+        lock.acquire()
+        leftovers = open_entries(inv)
+        if leftovers:
+            raise LockHeld(
+                f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left changes behind",
+                hint="run `pushctl recover` first",
+            )
+        async with PlatformClient(inv) as api:
+            await check_platform(inv)
+            if opts.probe is not None:
+                probe = Probe(inv, opts.probe)
+                await probe.start()
+                await asyncio.sleep(opts.warmup_s)
+            ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
+            await action.preflight(ctx)
+            journal = Journal.begin(inv, action.name, action.params(), [s.describe() for s in action.plan()])
+            ctx.journal = journal
+            applied_at = ctx.applied_at = time.time()
+            await action.apply(ctx)
+            journal.set_status("applied")
+            measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
+            ended_at = time.time()
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+    finally:
+        ended_at = ended_at or time.time()
+        try:
+            if journal is not None and (not opts.hold or interrupted or journal.entry.status != "applied"):
+                outcomes = await run_undo(inv, journal.entry.undo, log=log)
+                journal.set_status("rolled-back" if all(o.ok for o in outcomes) else "rollback-failed")
+            elif journal is not None:
+                journal.set_status("held")
+        finally:
+            lock.release()
+    summary = during = None
+    if probe is not None:
+        try:
+            if journal is not None and not interrupted:
+                await asyncio.sleep(SETTLE_AFTER_ROLLBACK_S)
+            if interrupted:
+                await probe.close()
+            else:
+                summary = await probe.stop()
+                during = probe.summary(since=applied_at, until=ended_at)
+        finally:
+            await probe.close()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    failed_undo = [o for o in outcomes if not o.ok]
+    if failed_undo:
+        raise RollbackFailed(
+            "rollback failed: " + "; ".join(f"{o.step.describe}: {o.detail}" for o in failed_undo),
+            hint=f"fix the cause, then run `pushctl recover` (journal {journal.entry.path if journal else '?'})",
+        )
+    if interrupted:
+        raise Interrupted(f"interrupted by {interrupted[0]}; rolled back ({len(outcomes)} undo steps)")
+    passed, verdict = _verdict(during, opts.slo)
+    return ActionReport(
+        action=action.name,
+        params=action.params(),
+        plan=[s.describe() for s in action.plan()],
+        journal=journal.entry.path if journal else "",
+        held=opts.hold,
+        measurements=measurements,
+        during=during.to_json() if during else None,
+        overall=summary.to_json() if summary else None,
+        rollback=[{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
+        slo=opts.slo,
+        passed=passed,
+        verdict=verdict,
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+def raise_for_verdict(report: ActionReport) -> None:
+    if not report.passed:
+        raise SloBreached(report.verdict)
