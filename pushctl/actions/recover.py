@@ -35,3 +35,20 @@ async def recover(
                 }
             )
     return results
+
+
+async def undo_held(
+    inv: Inventory, action: str, match: dict[str, str], *, log: Callable[[str], None]
+) -> list[str]:
+    """Undo held entries of `action` whose params contain `match` (the caller holds the lock)."""
+    done: list[str] = []
+    for entry in load_entries(inv):
+        if entry.action != action or entry.status != "held":
+            continue
+        if any(str(entry.params.get(k)) != v for k, v in match.items()):
+            continue
+        outcomes = await run_undo(inv, entry.undo, log=log)
+        ok = all(o.ok for o in outcomes)
+        Journal(entry).set_status("recovered" if ok else "rollback-failed")
+        done += [f"{entry.id}: {o.step.describe}: {o.detail}" for o in outcomes]
+    return done

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from pushctl import render
-from pushctl.cli import actions, fault, probe, slo, stack
+from pushctl.cli import actions, failover, fault, probe, slo, stack
 from pushctl.cli.state import state
 from pushctl.errors import PushctlError
 
@@ -39,6 +39,7 @@ app.add_typer(fault.app, name="fault")
 app.add_typer(probe.app, name="probe")
 app.add_typer(slo.app, name="slo")
 actions.register(app)
+failover.register(app)
 
 
 @app.callback()

@@ -462,7 +462,7 @@ class Probe:
             connected=connected,
             progress=self.ledger.progress(now),
             sender=replace(self._sender.stats) if self._sender is not None else SenderStats(),
-            reconnects=len(self._backend.events()),
+            reconnects=sum(1 for e in self._backend.events() if e.cause != "initial"),
             targets={"dispatcher": self.config.dispatcher_url, "access": self.access_url},
         )
 

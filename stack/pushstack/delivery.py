@@ -60,6 +60,8 @@ class PayloadResolver:
         self._remember = remember
         self.cache_ok = True
         self.kv_reads = 0
+        self._skip_until = 0.0  # after a cache error, do not wait on it again for a moment
+        self.pause_after_error = 1.0
 
     async def resolve(self, items: Sequence[Item]) -> Resolved:
         out = Resolved()
@@ -70,15 +72,8 @@ class PayloadResolver:
                 wanted[ref] = self._groups.get(ref)
         missing = [ref for ref, value in wanted.items() if value is None]
         if missing:
-            try:
-                values = cast("list[str | None]", await self._cache.mget(missing))
-                self.cache_ok = True
-            except RedisError as exc:
-                if self.cache_ok:
-                    log.warning("cache unreachable, payloads from the disk KV where possible: %r", exc)
-                self.cache_ok = False
-                values = [None] * len(missing)
-            for ref, value in zip(missing, values, strict=True):
+            values = await self._mget(missing)
+            for ref, value in zip(missing, values or [None] * len(missing), strict=True):
                 wanted[ref] = value
         group_missing = {
             it.msg.payload_ref
@@ -120,13 +115,8 @@ class PayloadResolver:
         if not todo:
             return []
         refs = [m.payload_ref for m in todo if m.payload_ref is not None]
-        try:
-            values = cast("list[str | None]", await self._cache.mget(refs)) if refs else []
-            self.cache_ok = True
-        except RedisError as exc:
-            if self.cache_ok:
-                log.warning("cache unreachable, asking for inline payloads: %r", exc)
-            self.cache_ok = False
+        values = await self._mget(refs) if refs else []
+        if values is None:
             return [m.id for m in todo]
         found = dict(zip(refs, values, strict=True))
         missing: list[str] = []
@@ -137,6 +127,21 @@ class PayloadResolver:
             else:
                 m.payload = value
         return missing
+
+    async def _mget(self, refs: list[str]) -> list[str | None] | None:
+        """Values for refs; None when the cache failed (now, or less than a moment ago)."""
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            values = cast("list[str | None]", await self._cache.mget(refs))
+        except RedisError as exc:
+            if self.cache_ok:
+                log.warning("cache unreachable: %r", exc)
+            self.cache_ok = False
+            self._skip_until = time.monotonic() + self.pause_after_error
+            return None
+        self.cache_ok = True
+        return values
 
     async def _from_kv(self, ref: str) -> str | None:
         self.kv_reads += 1

@@ -50,6 +50,7 @@ from pushstack.throttle import RateMeter
 
 log = logging.getLogger("pushstack.logic")
 _EXPAND_CHUNK = 5000
+SWEEP_LOCK = "logic-sweep-lock"
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -535,6 +536,9 @@ class LogicGateway(PushService):
         while True:
             await asyncio.sleep(self.cfg.sweep_s)
             try:
+                # one gateway sweeps per period: two would deliver the same queues twice
+                if not await self.store.set(SWEEP_LOCK, self.name, nx=True, px=int(self.cfg.sweep_s * 900)):
+                    continue
                 waiting = await self.offline.waiting_devices(limit=5000)
                 routes = await self.offline.routes(waiting)
             except RedisError as exc:

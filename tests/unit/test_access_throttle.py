@@ -86,3 +86,29 @@ def test_auto_engages_on_the_gateways_reported_load() -> None:
     limiter = DirectLimiter(Throttle(mode="auto", safe_load_per_s=1000, threshold=0.8), clock=FakeClock())
     limiter.observe(downstream_load=900)
     assert limiter.engaged
+
+
+def test_bypass_governor_backs_off_when_busy_and_grows_with_a_backlog() -> None:
+    from pushstack.bypass import CpuGovernor
+
+    gov = CpuGovernor(min_workers=1, max_workers=4, cpu_target=0.5, system_max=1.0, max_rate=10_000)
+    start = gov.rate
+    for _ in range(10):
+        gov.update(cpu=0.1, system=0.5, backlog=1_000)
+    assert gov.workers == 4
+    assert gov.rate > start
+    high = gov.rate
+    gov.update(cpu=0.9, system=0.5, backlog=1_000)
+    assert gov.rate < high and gov.workers == 3
+    for _ in range(10):
+        gov.update(cpu=0.1, system=0.5, backlog=0)
+    assert gov.workers == 1
+
+
+def test_bypass_governor_can_also_watch_the_whole_machine() -> None:
+    from pushstack.bypass import CpuGovernor
+
+    gov = CpuGovernor(min_workers=1, max_workers=4, cpu_target=0.5, system_max=0.9, max_rate=10_000)
+    start = gov.rate
+    gov.update(cpu=0.1, system=0.95, backlog=1_000)
+    assert gov.rate < start

@@ -1,0 +1,67 @@
+"""Redis (the payload cache) outage: down, slow or crashed; the disk-KV / inline fallback carries on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.common import journaled_crash, journaled_fault, wait_until
+from pushctl.contract.topology import Inventory, LinkKind
+from pushctl.errors import UsageError
+from pushctl.faults.links import plan_fault, plan_link_down
+
+MODES = ("down", "latency", "crash")
+
+
+class FailRedis(Action):
+    name = "fail-redis"
+
+    def __init__(
+        self, inv: Inventory, mode: str, *, latency_ms: int = 200, duration_s: float = 15.0, service: str = "redis-cache"
+    ) -> None:
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
+        self.mode = mode
+        self.latency_ms = latency_ms
+        self.duration_s = duration_s
+        self.timeout_s = duration_s + 30
+        self.service = inv.service(service) and service
+        # every path to the cache: the idc1 storage link and idc2's cross-IDC link
+        self.links = [
+            lk.name
+            for lk in inv.links
+            if lk.upstream.split(":")[0] == service and lk.kind in (LinkKind.STORAGE, LinkKind.CROSS_IDC)
+        ]
+
+    def params(self) -> dict[str, Any]:
+        return {"mode": self.mode, "latency_ms": self.latency_ms if self.mode == "latency" else None,
+                "duration": f"{self.duration_s:g}s"}
+
+    def plan(self) -> list[PlanStep]:
+        verify = "the access tier switches to fallback storage within 1 s; delivery >= SLO; nothing lost"
+        if self.mode == "crash":
+            return [PlanStep(self.service, f"SIGKILL for {self.duration_s:g}s", verify, f"restart {self.service}")]
+        change = "take the link down" if self.mode == "down" else f"add {self.latency_ms} ms latency (both streams)"
+        return [PlanStep(f"link {lk}", f"{change} for {self.duration_s:g}s", verify, "revert the fault") for lk in self.links]
+
+    async def apply(self, ctx: ActionContext) -> None:
+        if self.mode == "crash":
+            ctx.notes.append(await journaled_crash(ctx, self.service))
+            return
+        for lk in self.links:
+            spec = (
+                plan_link_down(ctx.inv, lk)
+                if self.mode == "down"
+                else plan_fault(ctx.inv, lk, "latency", {"latency": self.latency_ms // 2}, stream="both",
+                                name="redis-slow", reset_connections=True)
+            )
+            ctx.notes.append(await journaled_fault(ctx, spec))
+
+    async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        async def fallback() -> bool:
+            return (await ctx.api.storage()).mode == "fallback"
+
+        detect = await wait_until(fallback, timeout=min(5.0, self.duration_s), poll=0.05)
+        await asyncio.sleep(max(0.0, self.duration_s - (detect or 0.0)))
+        return {"mode": self.mode, "fallback_detected_s": None if detect is None else round(detect, 2)}

@@ -1,0 +1,111 @@
+"""Unplanned region failure (device link down, VPC down, brokers crashed) and its healing.
+
+Devices fail over on their own with their three-region address set; the scheduler notices the
+region is unhealthy and drains it by itself, and withdraws that policy when the region recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.common import journaled_crash, journaled_fault, wait_until
+from pushctl.actions.drain import check_region
+from pushctl.contract.topology import Inventory
+from pushctl.errors import UsageError
+from pushctl.faults.links import plan_link_down
+
+RegionMode = Literal["link-down", "vpc-down", "crash"]
+MODES: tuple[str, ...] = ("link-down", "vpc-down", "crash")
+
+
+class FailRegion(Action):
+    name = "fail-region"
+
+    def __init__(self, inv: Inventory, region: str, mode: str, *, duration_s: float = 15.0) -> None:
+        self.region = check_region(inv, region)
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
+        self.mode = mode
+        self.duration_s = duration_s
+        self.timeout_s = duration_s + 30
+        self.broker, _ = inv.broker(region)
+        self.inv = inv
+
+    def params(self) -> dict[str, Any]:
+        return {"region": self.region, "mode": self.mode, "duration": f"{self.duration_s:g}s"}
+
+    def _target(self) -> str:
+        if self.mode == "link-down":
+            return self.inv.device_link(self.region).name
+        if self.mode == "vpc-down":
+            return self.inv.vpc_link(self.region).name
+        return self.broker
+
+    def plan(self) -> list[PlanStep]:
+        target = self._target()
+        change = {
+            "link-down": f"take link {target} down (the region's public network)",
+            "vpc-down": f"take link {target} down (the region's VPC: logic cannot reach {self.broker})",
+            "crash": f"SIGKILL {self.broker}",
+        }[self.mode]
+        undo = f"restart {self.broker}" if self.mode == "crash" else f"bring link {target} up"
+        return [
+            PlanStep(
+                target if self.mode != "crash" else self.broker,
+                f"{change} for {self.duration_s:g}s",
+                "devices fail over by themselves; the scheduler drains the region itself; nothing is lost",
+                undo,
+            ),
+            PlanStep("scheduler", "(by itself) auto drain policy", "policy appears", "withdrawn by the scheduler on recovery"),
+        ]
+
+    async def apply(self, ctx: ActionContext) -> None:
+        if self.mode == "crash":
+            ctx.notes.append(await journaled_crash(ctx, self.broker))
+        else:
+            ctx.notes.append(await journaled_fault(ctx, plan_link_down(ctx.inv, self._target())))
+
+    async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        async def auto_drained() -> bool:
+            policies = await ctx.api.policies()
+            return any(p.region == self.region and p.kind == "drain" for p in policies.policies)
+
+        detect = await wait_until(auto_drained, timeout=self.duration_s)
+        remaining = self.duration_s - (detect or self.duration_s)
+        await asyncio.sleep(max(0.0, remaining))
+        out: dict[str, Any] = {
+            "region": self.region,
+            "mode": self.mode,
+            "scheduler_detected_s": None if detect is None else round(detect, 2),
+        }
+        if ctx.probe is not None:
+            stats = ctx.probe.drain_stats(since=ctx.applied_at)
+            out.update(devices_moved=stats.reconnects, moved_to=stats.to_region, per_device_max_s=stats.max_s)
+        return out
+
+
+class Heal(Action):
+    """Undo held failures of one kind (`fail ... --hold`), e.g. heal region south."""
+
+    drill = False
+
+    def __init__(self, inv: Inventory, of_action: str, match: dict[str, str]) -> None:
+        self.name = f"heal-{of_action.removeprefix('fail-')}"
+        self.of_action = of_action
+        self.match = match
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.match)
+
+    def plan(self) -> list[PlanStep]:
+        return [PlanStep("journal", f"find held {self.of_action} {self.match}", "each undo step succeeds", "-")]
+
+    async def apply(self, ctx: ActionContext) -> None:
+        from pushctl.actions.recover import undo_held
+
+        healed = await undo_held(ctx.inv, self.of_action, self.match, log=ctx.log)
+        if not healed:
+            raise UsageError(f"nothing to heal: no held {self.of_action} matching {self.match}")
+        ctx.notes.extend(healed)

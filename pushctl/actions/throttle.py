@@ -1,0 +1,94 @@
+"""Access-tier throttling onto the Kafka buffer (fixed limit or the 80 %-of-safe-load rule)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.common import wait_until
+from pushctl.contract.api import Throttle
+from pushctl.errors import UsageError
+
+
+class ThrottleAccess(Action):
+    name = "throttle"
+
+    def __init__(
+        self,
+        *,
+        limit: float | None,
+        auto: bool,
+        safe_load: float | None = None,
+        threshold: float = 0.8,
+        duration_s: float = 15.0,
+    ) -> None:
+        if (limit is None) == (not auto):
+            raise UsageError("give exactly one of --limit N/s or --auto")
+        if limit is not None and limit <= 0:
+            raise UsageError("--limit must be > 0")
+        if not 0 < threshold <= 1:
+            raise UsageError("--threshold must be in (0, 1]")
+        self.limit = limit
+        self.auto = auto
+        self.safe_load = safe_load
+        self.threshold = threshold
+        self.duration_s = duration_s
+        self.timeout_s = duration_s + 90
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "limit": None if self.limit is None else f"{self.limit:g}/s",
+            "auto": self.auto,
+            "safe_load": self.safe_load,
+            "duration": f"{self.duration_s:g}s",
+        }
+
+    def _throttle(self, before: Throttle | None = None) -> Throttle:
+        base = before or Throttle()
+        return Throttle(
+            mode="auto" if self.auto else "fixed",
+            limit_per_s=self.limit,
+            safe_load_per_s=self.safe_load or base.safe_load_per_s,
+            threshold=self.threshold,
+        )
+
+    def plan(self) -> list[PlanStep]:
+        t = self._throttle()
+        what = f"limit the direct path to {t.limit_per_s:g}/s" if t.mode == "fixed" else (
+            f"auto: limit the direct path past {t.threshold:.0%} of the safe load"
+        )
+        return [
+            PlanStep(
+                "access",
+                f"{what}; the excess goes to the Kafka buffer, drained by the bypass consumer",
+                "0 rejected, 0 lost; the buffer drains after the load falls",
+                "throttle back to what it was",
+            )
+        ]
+
+    async def apply(self, ctx: ActionContext) -> None:
+        before = await ctx.api.throttle()
+        ctx.journal.will_undo("set_throttle", f"throttle back to {before.mode}", throttle=before.model_dump())
+        await ctx.api.set_throttle(self._throttle(before))
+
+    async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        peak = 0.0
+        end = time.monotonic() + self.duration_s
+        while time.monotonic() < end:
+            lag = await ctx.api.buffer_lag()
+            peak = max(peak, lag or 0.0)
+            await asyncio.sleep(0.5)
+
+        async def drained() -> bool:
+            return (await ctx.api.buffer_lag() or 0.0) == 0.0
+
+        drain_s = await wait_until(drained, timeout=60.0, poll=0.5)
+        access = ctx.api.access
+        return {
+            "peak_buffer_lag": peak,
+            "buffer_drained_s": None if drain_s is None else round(drain_s, 1),
+            "buffered_total": await ctx.api.metric_value(access, "pushstack_access_pushes_total"),
+            "rejected_total": await ctx.api.metric_value(access, "pushstack_access_rejected_total"),
+        }

@@ -1,0 +1,188 @@
+"""`pushctl fail|heal|switch-idc|throttle`: failures and failovers, each journaled, verified, rolled back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pushctl.actions.idc import FailIdc, SwitchIdc, parse_weights
+from pushctl.actions.redis import MODES as REDIS_MODES
+from pushctl.actions.redis import FailRedis
+from pushctl.actions.region import MODES as REGION_MODES
+from pushctl.actions.region import FailRegion, Heal
+from pushctl.actions.throttle import ThrottleAccess
+from pushctl.cli.actions import (
+    DeadlineOpt,
+    DevicesOpt,
+    DryRunOpt,
+    HoldOpt,
+    JsonOpt,
+    NoProbeOpt,
+    RateOpt,
+    RuntimeOpt,
+    run_action,
+)
+from pushctl.cli.state import state
+from pushctl.errors import UsageError
+from pushctl.probe.duration import parse_duration
+
+fail_app = typer.Typer(help="Inject a failure (rolled back at the end unless --hold).", no_args_is_help=True)
+heal_app = typer.Typer(help="Undo a failure held with `pushctl fail ... --hold`.", no_args_is_help=True)
+throttle_app = typer.Typer(help="Throttle a tier onto the Kafka buffer.", no_args_is_help=True)
+
+DurationOpt = Annotated[str, typer.Option("--duration", help="How long the failure lasts before rollback.")]
+
+
+def _slo(default: float) -> object:
+    return typer.Option("--slo", min=0, max=100, help=f"Delivery-rate SLO in percent (default {default:g}).")
+
+
+@fail_app.command("region")
+def fail_region(
+    ctx: typer.Context,
+    region: Annotated[str, typer.Option("--region", help="Region that fails.")],
+    mode: Annotated[str, typer.Option("--mode", help=f"One of: {', '.join(REGION_MODES)}.")] = "link-down",
+    duration: DurationOpt = "15s",
+    dry_run: DryRunOpt = False,
+    no_probe: NoProbeOpt = False,
+    slo: Annotated[float, _slo(95.0)] = 95.0,
+    deadline: DeadlineOpt = "1s",
+    hold: HoldOpt = False,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    runtime: RuntimeOpt = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """A region's brokers or networks fail; devices fail over; the scheduler drains it by itself."""
+    action = FailRegion(state(ctx).inventory, region, mode, duration_s=parse_duration(duration))
+    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
+               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+
+
+@fail_app.command("idc")
+def fail_idc(
+    ctx: typer.Context,
+    idc: Annotated[str, typer.Option("--idc", help="IDC that loses power.")],
+    duration: DurationOpt = "15s",
+    dry_run: DryRunOpt = False,
+    no_probe: NoProbeOpt = False,
+    slo: Annotated[float, _slo(99.9)] = 99.9,
+    deadline: DeadlineOpt = "1s",
+    hold: HoldOpt = False,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    runtime: RuntimeOpt = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """An IDC's logic gateways die; the other IDC carries the traffic with nothing lost."""
+    action = FailIdc(state(ctx).inventory, idc, duration_s=parse_duration(duration))
+    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
+               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+
+
+@fail_app.command("redis")
+def fail_redis(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option("--mode", help=f"One of: {', '.join(REDIS_MODES)}.")] = "down",
+    latency: Annotated[int, typer.Option("--latency", min=1, help="Round-trip ms for --mode latency.")] = 200,
+    duration: DurationOpt = "15s",
+    dry_run: DryRunOpt = False,
+    no_probe: NoProbeOpt = False,
+    slo: Annotated[float, _slo(99.9)] = 99.9,
+    deadline: DeadlineOpt = "1s",
+    hold: HoldOpt = False,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    runtime: RuntimeOpt = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """The payload cache fails; single pushes carry payloads inline, group pushes read the disk KV."""
+    action = FailRedis(state(ctx).inventory, mode, latency_ms=latency, duration_s=parse_duration(duration))
+    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
+               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+
+
+def _heal(ctx: typer.Context, of_action: str, match: dict[str, str], json_out: bool) -> None:
+    action = Heal(state(ctx).inventory, of_action, match)
+    run_action(ctx, action, dry_run=False, no_probe=True, slo=0.0, deadline="1s", hold=True,
+               devices=1, rate=1.0, json_out=json_out)
+
+
+@heal_app.command("region")
+def heal_region(
+    ctx: typer.Context,
+    region: Annotated[str, typer.Option("--region", help="Region to heal.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Undo a held region failure; the scheduler withdraws its auto drain when the region is healthy."""
+    _heal(ctx, "fail-region", {"region": region}, json_out)
+
+
+@heal_app.command("idc")
+def heal_idc(ctx: typer.Context, idc: Annotated[str, typer.Option("--idc")], json_out: JsonOpt = False) -> None:
+    """Restart an IDC's gateways after a held `fail idc`."""
+    _heal(ctx, "fail-idc", {"idc": idc}, json_out)
+
+
+@heal_app.command("redis")
+def heal_redis(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Undo a held Redis failure; the access tier goes back to Redis storage."""
+    _heal(ctx, "fail-redis", {}, json_out)
+
+
+@throttle_app.command("access")
+def throttle_access(
+    ctx: typer.Context,
+    limit: Annotated[str | None, typer.Option("--limit", help="Direct-path limit, e.g. 500/s.")] = None,
+    auto: Annotated[bool, typer.Option("--auto", help="Limit once load passes --threshold of --safe-load.")] = False,
+    safe_load: Annotated[float | None, typer.Option("--safe-load", help="Safe downstream load, pushes/s.")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Fraction of the safe load.")] = 0.8,
+    duration: DurationOpt = "15s",
+    dry_run: DryRunOpt = False,
+    no_probe: NoProbeOpt = False,
+    slo: Annotated[float, _slo(99.0)] = 99.0,
+    deadline: DeadlineOpt = "5s",
+    hold: HoldOpt = False,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rate-limit the access tier's direct path; the excess goes through the Kafka buffer, none rejected."""
+    per_s = None
+    if limit is not None:
+        try:
+            per_s = float(limit.removesuffix("/s"))
+        except ValueError:
+            raise UsageError(f"--limit {limit!r}: expected a rate such as 500/s") from None
+    action = ThrottleAccess(limit=per_s, auto=auto, safe_load=safe_load, threshold=threshold,
+                            duration_s=parse_duration(duration))
+    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
+               devices=devices, rate=rate, json_out=json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(fail_app, name="fail", rich_help_panel="Failover")
+    app.add_typer(heal_app, name="heal", rich_help_panel="Failover")
+    app.add_typer(throttle_app, name="throttle", rich_help_panel="Failover")
+
+    @app.command("switch-idc", rich_help_panel="Failover")
+    def switch_idc(
+        ctx: typer.Context,
+        to: Annotated[str | None, typer.Option("--to", help="Send all logic traffic to this IDC.")] = None,
+        weights: Annotated[str | None, typer.Option("--weights", help="e.g. idc1=30,idc2=70")] = None,
+        duration: DurationOpt = "10s",
+        dry_run: DryRunOpt = False,
+        no_probe: NoProbeOpt = False,
+        slo: Annotated[float, _slo(99.9)] = 99.9,
+        deadline: DeadlineOpt = "1s",
+        hold: HoldOpt = False,
+        devices: DevicesOpt = 300,
+        rate: RateOpt = 200.0,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Move logic traffic between the IDCs by routing weights; verify delivery; roll back."""
+        inv = state(ctx).inventory
+        action = SwitchIdc(inv, parse_weights(inv, to, weights), duration_s=parse_duration(duration))
+        run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
+                   devices=devices, rate=rate, json_out=json_out)
