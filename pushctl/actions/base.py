@@ -71,6 +71,14 @@ class Action(abc.ABC):
         """Wait until the change has had its effect; return measurements for the report."""
         return {}
 
+    async def after_rollback(self, ctx: ActionContext) -> dict[str, Any]:
+        """Wait for the platform to settle back (e.g. the scheduler withdraws its auto policy)."""
+        return {}
+
+    def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
+        """Action-specific pass/fail checks beyond the delivery SLO: (ok, description)."""
+        return []
+
     def title(self) -> str:
         args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False))
         return f"{self.name} {args}".strip()

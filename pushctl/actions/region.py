@@ -23,7 +23,10 @@ MODES: tuple[str, ...] = ("link-down", "vpc-down", "crash")
 class FailRegion(Action):
     name = "fail-region"
 
-    def __init__(self, inv: Inventory, region: str, mode: str, *, duration_s: float = 15.0) -> None:
+    def __init__(
+        self, inv: Inventory, region: str, mode: str, *, duration_s: float = 15.0, max_impact_s: float = 10.0
+    ) -> None:
+        self.max_impact_s = max_impact_s
         self.region = check_region(inv, region)
         if mode not in MODES:
             raise UsageError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
@@ -84,6 +87,25 @@ class FailRegion(Action):
             stats = ctx.probe.drain_stats(since=ctx.applied_at)
             out.update(devices_moved=stats.reconnects, moved_to=stats.to_region, per_device_max_s=stats.max_s)
         return out
+
+
+    def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
+        impact = measurements.get("delivery_impact_s")
+        out = []
+        if impact is not None:
+            out.append((impact <= self.max_impact_s, f"delivery recovered {impact:g}s after the failure (max {self.max_impact_s:g}s)"))
+        if "auto_drain_withdrawn_s" in measurements:
+            ok = measurements["auto_drain_withdrawn_s"] is not None
+            out.append((ok, "the scheduler withdrew its auto drain after recovery" if ok else "the auto drain was never withdrawn"))
+        return out
+
+    async def after_rollback(self, ctx: ActionContext) -> dict[str, Any]:
+        async def withdrawn() -> bool:
+            policies = await ctx.api.policies()
+            return not any(p.region == self.region and p.origin == "auto" for p in policies.policies)
+
+        seconds = await wait_until(withdrawn, timeout=20.0, poll=0.2)
+        return {"auto_drain_withdrawn_s": None if seconds is None else round(seconds, 1)}
 
 
 class Heal(Action):

@@ -82,6 +82,13 @@ async def check_platform(inv: Inventory) -> None:
         )
 
 
+def _impact_seconds(summary: LedgerSummary, probe: Probe | None, applied_at: float) -> float:
+    """From the change until the end of the last second in which a message was late or lost."""
+    t0 = probe.ledger.t0 if probe is not None and probe.ledger.t0 is not None else applied_at
+    bad = [s.t for s in summary.per_second if s.late or s.lost]
+    return 0.0 if not bad else round(max(0.0, t0 + max(bad) + 1 - applied_at), 1)
+
+
 def _verdict(summary: LedgerSummary | None, slo: float) -> tuple[bool, str]:
     if summary is None:
         return True, "no probe ran (--no-probe): delivery not verified"
@@ -150,6 +157,10 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
             if journal is not None and (not opts.hold or interrupted or journal.entry.status != "applied"):
                 outcomes = await run_undo(inv, journal.entry.undo, log=log)
                 journal.set_status("rolled-back" if all(o.ok for o in outcomes) else "rollback-failed")
+                if not interrupted and all(o.ok for o in outcomes):
+                    async with PlatformClient(inv) as api:
+                        settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
+                        measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
             elif journal is not None:
                 journal.set_status("held")
         finally:
@@ -176,7 +187,15 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         )
     if interrupted:
         raise Interrupted(f"interrupted by {interrupted[0]}; rolled back ({len(outcomes)} undo steps)")
+    if during is not None:
+        measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
     passed, verdict = _verdict(during, opts.slo)
+    for ok, text in action.checks(measurements):
+        if not ok:
+            passed = False
+            verdict = verdict.replace("SLO held: ", "FAILED: ") + f"; {text}"
+        else:
+            verdict += f"; {text}"
     return ActionReport(
         action=action.name,
         params=action.params(),

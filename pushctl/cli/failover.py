@@ -46,7 +46,8 @@ def fail_region(
     duration: DurationOpt = "15s",
     dry_run: DryRunOpt = False,
     no_probe: NoProbeOpt = False,
-    slo: Annotated[float, _slo(95.0)] = 95.0,
+    slo: Annotated[float, _slo(80.0)] = 80.0,
+    max_impact: Annotated[str, typer.Option("--max-impact", help="Delivery must recover within this.")] = "10s",
     deadline: DeadlineOpt = "1s",
     hold: HoldOpt = False,
     devices: DevicesOpt = 300,
@@ -55,7 +56,9 @@ def fail_region(
     json_out: JsonOpt = False,
 ) -> None:
     """A region's brokers or networks fail; devices fail over; the scheduler drains it by itself."""
-    action = FailRegion(state(ctx).inventory, region, mode, duration_s=parse_duration(duration))
+    action = FailRegion(
+        state(ctx).inventory, region, mode, duration_s=parse_duration(duration), max_impact_s=parse_duration(max_impact)
+    )
     run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
                devices=devices, rate=rate, json_out=json_out, runtime=runtime)
 

@@ -205,6 +205,7 @@ class Device:
         self._episode: tuple[Cause, float, str | None, int] | None = None  # cause, since, from, attempts
         self._wake: asyncio.Future[str] | None = None
         self._order: tuple[float, frames.Reconnect] | None = None
+        self._last_region: str | None = None
 
     @property
     def region(self) -> str | None:
@@ -228,6 +229,7 @@ class Device:
                 continue
             attempt = 0
             if not cfg.reconnect:
+                self._episode = ("lost", time.time(), self._last_region, 0)  # open for good
                 return  # a lost connection stays lost
             if end.kind == "lost":
                 self._episode = ("lost", time.time(), self._last_region, 0)
@@ -386,5 +388,3 @@ class Device:
 
     def _jittered(self, mean: float | None) -> float:
         return (mean or 0.0) * self._rng.uniform(0.5, 1.5)
-
-    _last_region: str | None = None

@@ -297,6 +297,7 @@ class Probe:
         self._sender: Sender | None = None
         self._sending: asyncio.Task[None] | None = None
         self._summary: LedgerSummary | None = None
+        self._closing: asyncio.Future[None] | None = None
         self._cutoff = math.inf
 
     def _make_backend(self, workers: int) -> _Backend:
@@ -425,9 +426,15 @@ class Probe:
             await self.close()
 
     async def close(self) -> None:
-        """Stop everything without classifying; always terminates worker processes (idempotent)."""
-        if self.phase == "done":
-            return
+        """Stop everything without classifying; always terminates worker processes (idempotent).
+
+        Concurrent callers share one close; a caller cancelled while waiting does not cancel it.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_routine())
+        await asyncio.shield(self._closing)
+
+    async def _close_routine(self) -> None:
         try:
             if self._sending is not None and not self._sending.done():
                 assert self._sender is not None  # noqa: S101 - set together with _sending

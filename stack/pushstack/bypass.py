@@ -3,13 +3,14 @@
 Each record of `buffer` is a PushBatch (payloads inline) that the access tier diverted. The
 consumer forwards them with the same weights and failover as the access tier
 (`pushstack.routing`), at a rate and with a number of concurrent worker tasks that a
-`CpuGovernor` adjusts every half second: its own process CPU (time.process_time deltas) and the
-machine's CPU (from /proc/stat, else the load average) push them down when busy, a backlog with
-headroom pushes them up (the machine-wide signal is off by default: on a shared box the probe
-and the proxies keep it high, and the buffer would never drain). Offsets are committed only after the gateways accepted every message.
+`CpuGovernor` adjusts every half second: its own process CPU (time.process_time deltas) pushes
+them down when busy, a backlog with headroom pushes them up. The machine's CPU (/proc/stat, else
+the load average) can push them down too, but is off by default: on a shared box the probe and the
+proxies keep it high and the buffer would never drain. Offsets are committed only after the
+gateways accepted every message.
 
 Environment: PUSHCTL_BYPASS_MIN_WORKERS (1), PUSHCTL_BYPASS_MAX_WORKERS (8),
-PUSHCTL_BYPASS_CPU_TARGET (0.5 of one core), PUSHCTL_BYPASS_SYSTEM_MAX (1.0 = off; e.g. 0.9 of all cores),
+PUSHCTL_BYPASS_CPU_TARGET (0.5 of one core), PUSHCTL_BYPASS_SYSTEM_MAX (1.0 = off, e.g. 0.9),
 PUSHCTL_BYPASS_MAX_RATE (20000 messages/s).
 """
 

@@ -91,6 +91,10 @@ class Inbox:
     async def heartbeat(self) -> None:
         await self._store.set(ALIVE_KEY.format(name=self.name), "1", px=self._alive_ms)
 
+    async def leave(self) -> None:
+        """On a graceful stop: let a peer take over what is unfinished now, not in 3 s."""
+        await self._store.delete(ALIVE_KEY.format(name=self.name))
+
     async def recover_own(self) -> list[Entry]:
         """Our inbox and claimed inboxes from a previous life (call once, before serving)."""
         entries: list[Entry] = []

@@ -219,6 +219,7 @@ class LogicGateway(PushService):
             task.cancel()
         with contextlib.suppress(RedisError):
             await self.inbox.flush()
+            await self.inbox.leave()
         await self.session.close()
         for client in (self.store, self.store_block, self.cache):
             await client.aclose()

@@ -22,7 +22,7 @@ from pushctl.contract.api import Connections, Policy, PolicyIn, PolicySet, Regio
 NEAR_LIMIT = 0.95  # a region at 95 % of its connection limit is unhealthy
 UNREACHABLE_AFTER_S = 2.0  # a broker silent this long is unhealthy
 RECOVER_AFTER_S = 3.0  # an auto drain is withdrawn after the region is healthy this long
-AUTO_SPREAD_S = 5.0  # reconnect spread of auto drains
+AUTO_SPREAD_S = 1.0  # a failed region is evacuated fast; operator drains choose their own spread
 
 
 class PolicyError(Exception):

@@ -177,7 +177,7 @@ class Scheduler(PushService):
     async def _watch_routine(self) -> None:
         """Poll every broker each second; judge health; drain or restore when auto is on."""
         while True:
-            seen = await asyncio.gather(*(self._poll(url) for url in self._brokers.values()))
+            seen = await asyncio.gather(*(self._poll_region(region) for region in self._brokers))
             now = time.time()
             flipped = False
             for region, conns in zip(self._brokers, seen, strict=True):
@@ -196,6 +196,25 @@ class Scheduler(PushService):
                 self._push.set()
             self._publish_metrics()
             await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _poll_region(self, region: str) -> Connections | None:
+        """A region is reachable when both its VPC (connections API) and its public network answer.
+
+        The public check dials the region's device-facing link, as a device would: a region whose
+        public network is down serves nobody even though its broker is fine.
+        """
+        conns, public = await asyncio.gather(self._poll(self._brokers[region]), self._public_ok(region))
+        return conns if public else None
+
+    async def _public_ok(self, region: str) -> bool:
+        url = self.inv.link_url(self.inv.device_link(region).name)
+        try:
+            async with self._http.get(
+                f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
+            ) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def _poll(self, url: str) -> Connections | None:
         try:

@@ -1,7 +1,7 @@
 """One reference stack per test session, started through the CLI a user runs, always torn down.
 
-The stack uses the reference topology with its own run directory, so a developer's own stack
-files are never touched. Teardown checks that no process of ours and no proxy is left.
+The stack uses the reference topology (or $PUSHCTL_TEST_INVENTORY, e.g. a copy on other ports) with
+its own run directory, so a developer's own stack files are never touched. Teardown checks that no process of ours and no proxy is left.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class Stack:
 
     def pushctl(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this stack."""
+        inv_args = ["--inventory", self.inventory.source]
         proc = subprocess.run(
-            [sys.executable, "-m", "pushctl.cli.main", *args],
+            [sys.executable, "-m", "pushctl.cli.main", *inv_args, *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -63,7 +64,7 @@ def _alive(pid: int) -> bool:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_base = tmp_path_factory.mktemp("run")
     env = {**os.environ, "PUSHCTL_RUN_DIR": str(run_base), "PYTHONUNBUFFERED": "1"}
-    inv = load_inventory()
+    inv = load_inventory(os.environ.get("PUSHCTL_TEST_INVENTORY") or None)
     st = Stack(inv, run_base / inv.name, env, {})
     pids: list[int] = []
     try:
