@@ -35,11 +35,12 @@ def push_frame(message: Message) -> str:
 class Delivery:
     """One deliver call waiting for its acks."""
 
-    __slots__ = ("acked", "done", "started", "waiting")
+    __slots__ = ("acked", "done", "gone", "started", "waiting")
 
     def __init__(self) -> None:
         self.waiting: set[Key] = set()
         self.acked: list[Key] = []
+        self.gone: list[Key] = []  # the device's connection closed before it acked
         self.done = asyncio.Event()
         self.started = time.monotonic()
 
@@ -50,12 +51,20 @@ class Delivery:
             if not self.waiting:
                 self.done.set()
 
+    def _gone(self, key: Key) -> None:
+        if key in self.waiting:
+            self.waiting.discard(key)
+            self.gone.append(key)
+            if not self.waiting:
+                self.done.set()
+
 
 class AckBook:
     """Who waits for which ack."""
 
     def __init__(self, latency: Histogram) -> None:
         self._pending: dict[Key, list[Delivery]] = {}
+        self._by_device: dict[str, set[Key]] = {}
         self._latency = latency
 
     def __len__(self) -> int:
@@ -67,9 +76,25 @@ class AckBook:
             return False
         delivery.waiting.add(key)
         self._pending.setdefault(key, []).append(delivery)
+        self._by_device.setdefault(key[0], set()).add(key)
         return True
 
+    def device_gone(self, device: str) -> None:
+        """The device's connection closed: its unacked pushes fail now, not at the call's timeout.
+
+        The logic gateway then looks the route up again at once; a drained device is usually
+        already connected elsewhere (make-before-break is not guaranteed by every client).
+        """
+        for key in self._by_device.pop(device, ()):
+            for delivery in self._pending.pop(key, ()):
+                delivery._gone(key)
+
     def ack(self, key: Key) -> None:
+        keys = self._by_device.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_device[key[0]]
         waiters = self._pending.pop(key, None)
         if waiters:
             now = time.monotonic()
@@ -86,3 +111,8 @@ class AckBook:
                     waiters.remove(delivery)
                 if not waiters:
                     del self._pending[key]
+                    keys = self._by_device.get(key[0])
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del self._by_device[key[0]]

@@ -241,6 +241,7 @@ class Broker(PushService):
             if self._conns.get(auth.device) is conn:
                 del self._conns[auth.device]
                 self._routes.release(auth.device)
+                self._acks.device_gone(auth.device)
             self._m_disconnects.inc()
 
     async def _read_auth(self, ws: ServerConnection) -> frames.Auth | None:
@@ -332,7 +333,7 @@ class Broker(PushService):
             try:
                 await conn.ws.send(frame)
             except ConnectionClosed:
-                pass  # counted as timeout: written to a connection that went away
+                self._acks.device_gone(message.device)  # reported offline: the gateway retries at once
         self._m_pushes.inc(written)
         try:
             if delivery.waiting:
@@ -344,6 +345,7 @@ class Broker(PushService):
             # also when the caller went away (cancelled): no waiter may outlive its call
             timed_out = list(delivery.waiting)
             self._acks.forget(delivery)
+        offline += delivery.gone
         self._m_offline.inc(len(offline))
         self._m_timeouts.inc(len(timed_out))
         # ids with their devices in parallel lists: a group fan-out shares one id across devices

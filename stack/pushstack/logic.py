@@ -419,15 +419,20 @@ class LogicGateway(PushService):
         self._store_ok = True
         by_broker: dict[str, list[Item]] = {}
         outcome = Outcome()
+        no_route: list[Item] = []
         for it in ready:
             broker = routes.get(it.msg.device)
             if broker is None:
-                outcome.offline.append(it)
+                no_route.append(it)
             else:
                 by_broker.setdefault(broker, []).append(it)
         for part in await asyncio.gather(*(self.brokers.deliver(b, its) for b, its in by_broker.items())):
             outcome.merge(part)
         self._finish(outcome.acked, "acked")
+        # "offline" from a broker usually means the route is stale: the device is moving (drain,
+        # failover) and is about to claim a new route. Look again shortly before queueing it.
+        moved, outcome.offline = outcome.offline, no_route
+        outcome.retry.extend(moved)
         again: list[Item] = []
         for it in outcome.retry:
             it.attempts += 1
