@@ -93,6 +93,12 @@ def proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def machine_busy() -> int:
+    """Busy ticks of the whole machine (every core), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+
+
 def own_cpu() -> float:
     """CPU seconds of this process and its reaped children (probe workers)."""
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -107,10 +113,12 @@ class CpuWindow:
     before: dict[int, tuple[int, int]] | None = None
     t0: float = 0.0
     self0: float = 0.0
+    busy0: int = 0
     result: dict[str, float] | None = None
 
     def start(self) -> None:
         self.before, self.t0, self.self0 = proc_table(), time.monotonic(), own_cpu()
+        self.busy0 = machine_busy()
 
     def stop(self, extra_pids: list[int] = ()) -> dict[str, float]:  # type: ignore[assignment]
         assert self.before is not None  # noqa: S101
@@ -122,6 +130,8 @@ class CpuWindow:
         for pid in extra_pids:  # live worker processes (not reaped yet)
             probe += (after.get(pid, (0, 0))[0] - self.before.get(pid, (0, 0))[0]) / CLK_TCK
         res["probe (this process)"] = probe / secs * 100
+        machine = (machine_busy() - self.busy0) / CLK_TCK / secs * 100
+        res["other processes (not this stack)"] = max(0.0, machine - sum(res.values()))
         self.result = res
         return res
 
@@ -280,7 +290,9 @@ def print_cpu(steps: list[Step]) -> None:
     out("|---|" + "---|" * len(steps))
     for name in names:
         out(f"| {name} | " + " | ".join(f"{g.get(name, 0):.0f}" for g in groups) + " |")
-    out("| total | " + " | ".join(f"{sum(g.values()):.0f}" for g in groups) + " |")
+    other = "other processes (not this stack)"
+    out("| this stack + probe | " + " | ".join(f"{sum(v for k, v in g.items() if k != other):.0f}" for g in groups) + " |")
+    out("| whole machine (200 = both cores) | " + " | ".join(f"{sum(g.values()):.0f}" for g in groups) + " |")
 
 
 # ---- 2. group fan-out -------------------------------------------------------------------------------

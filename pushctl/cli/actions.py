@@ -123,10 +123,16 @@ def register(app: typer.Typer) -> None:
                    devices=devices, rate=rate, json_out=json_out)
 
     @app.command(rich_help_panel="Failover")
-    def recover(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    def recover(
+        ctx: typer.Context,
+        all_held: Annotated[
+            bool, typer.Option("--all", help="Also undo actions held on purpose (--hold): back to the baseline.")
+        ] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
         """Roll back whatever an interrupted or killed pushctl left applied (reads the journal)."""
         inv = state(ctx).inventory
-        results = asyncio.run(recover_entries(inv, log=render.info))
+        results = asyncio.run(recover_entries(inv, log=render.info, include_held=all_held))
         if json_out:
             render.print_json({"recovered": results})
         else:
