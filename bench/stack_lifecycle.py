@@ -22,7 +22,11 @@ from pathlib import Path
 def pushctl(*args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pushctl.cli.main", *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "pushctl.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         sys.exit(f"pushctl {' '.join(args)} failed:\n{proc.stderr[-3000:]}")

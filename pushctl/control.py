@@ -81,7 +81,9 @@ class PlatformClient:
         try:
             return model.model_validate_json(resp.content)
         except ValidationError as exc:
-            raise TargetUnreachable(f"{url} answered something that is not a {model.__name__}: {exc}") from exc
+            raise TargetUnreachable(
+                f"{url} answered something that is not a {model.__name__}: {exc}"
+            ) from exc
 
     def _name_of(self, kind: ServiceKind, **where: str) -> str:
         for name, svc in self.inv.services_of(kind).items():
@@ -151,9 +153,10 @@ class PlatformClient:
         for name in self._logic_names():
             try:
                 result: RoutingWeights = await self._call("GET", self.url(name, "/v1/routing"), RoutingWeights)
-                return result
             except TargetUnreachable as exc:
                 last = exc
+            else:
+                return result
         raise last or TargetUnreachable("no logic gateway in the inventory")
 
     async def set_routing(self, weights: dict[str, float]) -> RoutingWeights:
@@ -166,9 +169,10 @@ class PlatformClient:
                 result: RoutingWeights = await self._call(
                     "PUT", self.url(name, "/v1/routing"), RoutingWeights, {"weights": weights}
                 )
-                return result
             except TargetUnreachable as exc:
                 last = exc
+            else:
+                return result
         raise last or TargetUnreachable("no logic gateway in the inventory")
 
     # ---- access tier ---------------------------------------------------------------------------

@@ -356,7 +356,10 @@ def live_status(data: Mapping[str, Any]) -> None:
         table(
             "active faults",
             ["link", "enabled", "toxics"],
-            [(f["link"], ok_mark(f["enabled"]), ", ".join(t.get("name", "?") for t in f.get("toxics", [])) or "-") for f in faults]
+            [
+                (f["link"], ok_mark(f["enabled"]), ", ".join(t.get("name", "?") for t in f.get("toxics", [])) or "-")
+                for f in faults
+            ]
             or [("-", "", "none")],
         )
     routing = data.get("routing") or {}
@@ -370,7 +373,9 @@ def live_status(data: Mapping[str, Any]) -> None:
             + (f" ({throttle['limit_per_s']:g}/s)" if throttle.get("limit_per_s") else ""),
             "storage mode": storage.get("mode", storage.get("error", "-")),
             "kafka buffer lag": data.get("buffer_lag"),
-            "held / open actions": ", ".join(f"{a['action']} {a['params']} ({a['status']})" for a in data.get("actions", []))
+            "held / open actions": ", ".join(
+                f"{a['action']} {a['params']} ({a['status']})" for a in data.get("actions", [])
+            )
             or "none",
         },
     )

@@ -80,5 +80,7 @@ class Action(abc.ABC):
         return []
 
     def title(self) -> str:
-        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False))
+        args = " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False)
+        )
         return f"{self.name} {args}".strip()

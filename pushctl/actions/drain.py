@@ -38,7 +38,9 @@ class Drain(Action):
 
     name = "drain"
 
-    def __init__(self, inv: Inventory, region: str, *, spread_s: float = 5.0, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, inv: Inventory, region: str, *, spread_s: float = 5.0, timeout_s: float | None = None
+    ) -> None:
         self.region = check_region(inv, region)
         if not 0 <= spread_s <= 600:
             raise UsageError("--spread must be between 0s and 600s")
@@ -62,13 +64,17 @@ class Drain(Action):
     async def preflight(self, ctx: ActionContext) -> None:
         policies = await ctx.api.policies()
         if any(p.region == self.region and p.kind == "drain" for p in policies.policies):
-            raise UsageError(f"{self.region} is already drained", hint=f"`pushctl restore --region {self.region}`")
+            raise UsageError(
+                f"{self.region} is already drained", hint=f"`pushctl restore --region {self.region}`"
+            )
 
     async def apply(self, ctx: ActionContext) -> None:
         before = (await ctx.api.all_connections()).get(self.region)
         ctx.notes.append(f"{before.count if before else '?'} devices on {self.region} before the drain")
         self._before = before.count if before else None
-        ctx.journal.will_undo("remove_policy", f"withdraw the drain policy for {self.region}", region=self.region)
+        ctx.journal.will_undo(
+            "remove_policy", f"withdraw the drain policy for {self.region}", region=self.region
+        )
         policy = await ctx.api.add_policy(PolicyIn(region=self.region, spread_s=self.spread_s))
         ctx.journal.event("policy added", id=policy.id)
 
@@ -131,4 +137,8 @@ class Restore(Action):
         reached, seconds, count = await wait_for_connections(
             ctx, self.region, done=lambda n: n > 0, timeout=self.timeout_s
         )
-        return {"region": self.region, "devices_back": count, "first_return_s": round(seconds, 2) if reached else None}
+        return {
+            "region": self.region,
+            "devices_back": count,
+            "first_return_s": round(seconds, 2) if reached else None,
+        }

@@ -45,7 +45,10 @@ class SwitchIdc(Action):
         self.timeout_s = duration_s + 10
 
     def params(self) -> dict[str, Any]:
-        return {"weights": ",".join(f"{k}={v:g}" for k, v in self.weights.items()), "duration": f"{self.duration_s:g}s"}
+        return {
+            "weights": ",".join(f"{k}={v:g}" for k, v in self.weights.items()),
+            "duration": f"{self.duration_s:g}s",
+        }
 
     def plan(self) -> list[PlanStep]:
         return [
@@ -60,7 +63,9 @@ class SwitchIdc(Action):
     async def apply(self, ctx: ActionContext) -> None:
         before = await ctx.api.routing()
         self.before = before.weights
-        ctx.journal.will_undo("set_routing", f"routing weights back to {before.weights}", weights=before.weights)
+        ctx.journal.will_undo(
+            "set_routing", f"routing weights back to {before.weights}", weights=before.weights
+        )
         after = await ctx.api.set_routing(self.weights)
         ctx.notes.append(f"routing {before.weights} -> {after.weights}")
 

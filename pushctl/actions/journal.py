@@ -112,7 +112,7 @@ class Journal:
 
 def load_entries(inv: Inventory) -> list[JournalEntry]:
     """Every journal entry of this stack, oldest first."""
-    out = []
+    out: list[JournalEntry] = []
     directory = journal_dir(inv)
     if not directory.exists():
         return out

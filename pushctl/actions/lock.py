@@ -36,8 +36,8 @@ class TargetLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and _alive(int(holder.get("pid", -1))):
-                    since = time.strftime("%H:%M:%S", time.localtime(float(holder.get("since", 0))))
+                if holder is not None and _alive(int(str(holder.get("pid", -1)))):
+                    since = time.strftime("%H:%M:%S", time.localtime(float(str(holder.get("since", 0)))))
                     raise LockHeld(
                         f"{holder.get('what', 'another action')} (pid {holder.get('pid')}, since {since}) "
                         f"holds the lock on stack {self.path.parent.name!r}",

@@ -18,7 +18,13 @@ class FailRedis(Action):
     name = "fail-redis"
 
     def __init__(
-        self, inv: Inventory, mode: str, *, latency_ms: int = 200, duration_s: float = 15.0, service: str = "redis-cache"
+        self,
+        inv: Inventory,
+        mode: str,
+        *,
+        latency_ms: int = 200,
+        duration_s: float = 15.0,
+        service: str = "redis-cache",
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown --mode {mode!r}; valid: {', '.join(MODES)}")
@@ -26,7 +32,8 @@ class FailRedis(Action):
         self.latency_ms = latency_ms
         self.duration_s = duration_s
         self.timeout_s = duration_s + 30
-        self.service = inv.service(service) and service
+        inv.service(service)  # an unknown service is a usage error naming the valid ones
+        self.service = service
         # every path to the cache: the idc1 storage link and idc2's cross-IDC link
         self.links = [
             lk.name
@@ -35,15 +42,27 @@ class FailRedis(Action):
         ]
 
     def params(self) -> dict[str, Any]:
-        return {"mode": self.mode, "latency_ms": self.latency_ms if self.mode == "latency" else None,
-                "duration": f"{self.duration_s:g}s"}
+        return {
+            "mode": self.mode,
+            "latency_ms": self.latency_ms if self.mode == "latency" else None,
+            "duration": f"{self.duration_s:g}s",
+        }
 
     def plan(self) -> list[PlanStep]:
         verify = "the access tier switches to fallback storage within 1 s; delivery >= SLO; nothing lost"
         if self.mode == "crash":
-            return [PlanStep(self.service, f"SIGKILL for {self.duration_s:g}s", verify, f"restart {self.service}")]
-        change = "take the link down" if self.mode == "down" else f"add {self.latency_ms} ms latency (both streams)"
-        return [PlanStep(f"link {lk}", f"{change} for {self.duration_s:g}s", verify, "revert the fault") for lk in self.links]
+            return [
+                PlanStep(self.service, f"SIGKILL for {self.duration_s:g}s", verify, f"restart {self.service}")
+            ]
+        change = (
+            "take the link down"
+            if self.mode == "down"
+            else f"add {self.latency_ms} ms latency (both streams)"
+        )
+        return [
+            PlanStep(f"link {lk}", f"{change} for {self.duration_s:g}s", verify, "revert the fault")
+            for lk in self.links
+        ]
 
     async def apply(self, ctx: ActionContext) -> None:
         if self.mode == "crash":
@@ -53,8 +72,15 @@ class FailRedis(Action):
             spec = (
                 plan_link_down(ctx.inv, lk)
                 if self.mode == "down"
-                else plan_fault(ctx.inv, lk, "latency", {"latency": self.latency_ms // 2}, stream="both",
-                                name="redis-slow", reset_connections=True)
+                else plan_fault(
+                    ctx.inv,
+                    lk,
+                    "latency",
+                    {"latency": self.latency_ms // 2},
+                    stream="both",
+                    name="redis-slow",
+                    reset_connections=True,
+                )
             )
             ctx.notes.append(await journaled_fault(ctx, spec))
 

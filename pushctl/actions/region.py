@@ -61,7 +61,12 @@ class FailRegion(Action):
                 "devices fail over by themselves; the scheduler drains the region itself; nothing is lost",
                 undo,
             ),
-            PlanStep("scheduler", "(by itself) auto drain policy", "policy appears", "withdrawn by the scheduler on recovery"),
+            PlanStep(
+                "scheduler",
+                "(by itself) auto drain policy",
+                "policy appears",
+                "withdrawn by the scheduler on recovery",
+            ),
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
@@ -88,15 +93,26 @@ class FailRegion(Action):
             out.update(devices_moved=stats.reconnects, moved_to=stats.to_region, per_device_max_s=stats.max_s)
         return out
 
-
     def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
         impact = measurements.get("delivery_impact_s")
         out = []
         if impact is not None:
-            out.append((impact <= self.max_impact_s, f"delivery recovered {impact:g}s after the failure (max {self.max_impact_s:g}s)"))
+            out.append(
+                (
+                    impact <= self.max_impact_s,
+                    f"delivery recovered {impact:g}s after the failure (max {self.max_impact_s:g}s)",
+                )
+            )
         if "auto_drain_withdrawn_s" in measurements:
             ok = measurements["auto_drain_withdrawn_s"] is not None
-            out.append((ok, "the scheduler withdrew its auto drain after recovery" if ok else "the auto drain was never withdrawn"))
+            out.append(
+                (
+                    ok,
+                    "the scheduler withdrew its auto drain after recovery"
+                    if ok
+                    else "the auto drain was never withdrawn",
+                )
+            )
         return out
 
     async def after_rollback(self, ctx: ActionContext) -> dict[str, Any]:
@@ -122,7 +138,9 @@ class Heal(Action):
         return dict(self.match)
 
     def plan(self) -> list[PlanStep]:
-        return [PlanStep("journal", f"find held {self.of_action} {self.match}", "each undo step succeeds", "-")]
+        return [
+            PlanStep("journal", f"find held {self.of_action} {self.match}", "each undo step succeeds", "-")
+        ]
 
     async def apply(self, ctx: ActionContext) -> None:
         from pushctl.actions.recover import undo_held

@@ -56,8 +56,10 @@ class ThrottleAccess(Action):
 
     def plan(self) -> list[PlanStep]:
         t = self._throttle()
-        what = f"limit the direct path to {t.limit_per_s:g}/s" if t.mode == "fixed" else (
-            f"auto: limit the direct path past {t.threshold:.0%} of the safe load"
+        what = (
+            f"limit the direct path to {t.limit_per_s:g}/s"
+            if t.mode == "fixed"
+            else (f"auto: limit the direct path past {t.threshold:.0%} of the safe load")
         )
         return [
             PlanStep(

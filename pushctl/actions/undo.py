@@ -46,7 +46,11 @@ async def _run_one(inv: Inventory, api: PlatformClient, step: UndoStep, log: Cal
         policies = await api.policies()
         removed = 0
         for policy in policies.policies:
-            if policy.region == args["region"] and policy.origin == "operator" and policy.kind == args.get("kind", "drain"):
+            if (
+                policy.region == args["region"]
+                and policy.origin == "operator"
+                and policy.kind == args.get("kind", "drain")
+            ):
                 await api.remove_policy(policy.id)
                 removed += 1
         return f"removed {removed} {args.get('kind', 'drain')} policy for {args['region']}"

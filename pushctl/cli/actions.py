@@ -27,7 +27,9 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and c
 NoProbeOpt = Annotated[bool, typer.Option("--no-probe", help="Do not run synthetic devices while acting.")]
 SloOpt = Annotated[float, typer.Option("--slo", min=0, max=100, help="Delivery-rate SLO in percent.")]
 DeadlineOpt = Annotated[str, typer.Option("--deadline", help="A delivery is on time within this.")]
-HoldOpt = Annotated[bool, typer.Option("--hold", help="Keep the change applied (a real incident), no rollback.")]
+HoldOpt = Annotated[
+    bool, typer.Option("--hold", help="Keep the change applied (a real incident), no rollback.")
+]
 DevicesOpt = Annotated[int, typer.Option("--devices", min=1, help="Probe devices.")]
 RateOpt = Annotated[float, typer.Option("--rate", min=0, help="Probe single pushes per second.")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", help="process or docker.")]
@@ -35,7 +37,11 @@ RuntimeOpt = Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", 
 
 def probe_options(devices: int, rate: float, deadline: str, *, duration: float | None = None) -> ProbeOptions:
     return ProbeOptions(
-        devices=devices, rate=rate, duration=duration, deadline=parse_duration(deadline, what="--deadline"), grace=5.0
+        devices=devices,
+        rate=rate,
+        duration=duration,
+        deadline=parse_duration(deadline, what="--deadline"),
+        grace=5.0,
     )
 
 
@@ -58,7 +64,9 @@ def run_action(
     plan = action.plan()
     if dry_run:
         if json_out:
-            render.print_json({"action": action.name, "params": action.params(), "plan": [s.__dict__ for s in plan]})
+            render.print_json(
+                {"action": action.name, "params": action.params(), "plan": [s.__dict__ for s in plan]}
+            )
         else:
             render.plan(action.title(), plan, drill=action.drill)
         return
@@ -83,8 +91,12 @@ def register(app: typer.Typer) -> None:
     def drain(
         ctx: typer.Context,
         region: Annotated[str, typer.Option("--region", help="Region to drain.")],
-        spread: Annotated[str, typer.Option("--spread", help="Spread reconnect orders over this window.")] = "5s",
-        timeout: Annotated[str | None, typer.Option("--timeout", help="Give up waiting for 0 devices after this.")] = None,
+        spread: Annotated[
+            str, typer.Option("--spread", help="Spread reconnect orders over this window.")
+        ] = "5s",
+        timeout: Annotated[
+            str | None, typer.Option("--timeout", help="Give up waiting for 0 devices after this.")
+        ] = None,
         dry_run: DryRunOpt = False,
         no_probe: NoProbeOpt = False,
         slo: SloOpt = 99.9,
@@ -102,8 +114,18 @@ def register(app: typer.Typer) -> None:
             spread_s=parse_duration(spread, what="--spread", allow_zero=True),
             timeout_s=parse_duration(timeout, what="--timeout") if timeout else None,
         )
-        run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-                   devices=devices, rate=rate, json_out=json_out)
+        run_action(
+            ctx,
+            action,
+            dry_run=dry_run,
+            no_probe=no_probe,
+            slo=slo,
+            deadline=deadline,
+            hold=hold,
+            devices=devices,
+            rate=rate,
+            json_out=json_out,
+        )
 
     @app.command(rich_help_panel="Failover")
     def restore(
@@ -119,14 +141,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Withdraw a region's drain policy; devices return gradually."""
         action = Restore(state(ctx).inventory, region)
-        run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=True,
-                   devices=devices, rate=rate, json_out=json_out)
+        run_action(
+            ctx,
+            action,
+            dry_run=dry_run,
+            no_probe=no_probe,
+            slo=slo,
+            deadline=deadline,
+            hold=True,
+            devices=devices,
+            rate=rate,
+            json_out=json_out,
+        )
 
     @app.command(rich_help_panel="Failover")
     def recover(
         ctx: typer.Context,
         all_held: Annotated[
-            bool, typer.Option("--all", help="Also undo actions held on purpose (--hold): back to the baseline.")
+            bool,
+            typer.Option("--all", help="Also undo actions held on purpose (--hold): back to the baseline."),
         ] = False,
         json_out: JsonOpt = False,
     ) -> None:

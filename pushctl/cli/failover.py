@@ -47,7 +47,9 @@ def fail_region(
     dry_run: DryRunOpt = False,
     no_probe: NoProbeOpt = False,
     slo: Annotated[float, _slo(80.0)] = 80.0,
-    max_impact: Annotated[str, typer.Option("--max-impact", help="Delivery must recover within this.")] = "10s",
+    max_impact: Annotated[
+        str, typer.Option("--max-impact", help="Delivery must recover within this.")
+    ] = "10s",
     deadline: DeadlineOpt = "1s",
     hold: HoldOpt = False,
     devices: DevicesOpt = 300,
@@ -57,10 +59,25 @@ def fail_region(
 ) -> None:
     """A region's brokers or networks fail; devices fail over; the scheduler drains it by itself."""
     action = FailRegion(
-        state(ctx).inventory, region, mode, duration_s=parse_duration(duration), max_impact_s=parse_duration(max_impact)
+        state(ctx).inventory,
+        region,
+        mode,
+        duration_s=parse_duration(duration),
+        max_impact_s=parse_duration(max_impact),
     )
-    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+    run_action(
+        ctx,
+        action,
+        dry_run=dry_run,
+        no_probe=no_probe,
+        slo=slo,
+        deadline=deadline,
+        hold=hold,
+        devices=devices,
+        rate=rate,
+        json_out=json_out,
+        runtime=runtime,
+    )
 
 
 @fail_app.command("idc")
@@ -80,8 +97,19 @@ def fail_idc(
 ) -> None:
     """An IDC's logic gateways die; the other IDC carries the traffic with nothing lost."""
     action = FailIdc(state(ctx).inventory, idc, duration_s=parse_duration(duration))
-    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+    run_action(
+        ctx,
+        action,
+        dry_run=dry_run,
+        no_probe=no_probe,
+        slo=slo,
+        deadline=deadline,
+        hold=hold,
+        devices=devices,
+        rate=rate,
+        json_out=json_out,
+        runtime=runtime,
+    )
 
 
 @fail_app.command("redis")
@@ -102,14 +130,35 @@ def fail_redis(
 ) -> None:
     """The payload cache fails; single pushes carry payloads inline, group pushes read the disk KV."""
     action = FailRedis(state(ctx).inventory, mode, latency_ms=latency, duration_s=parse_duration(duration))
-    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-               devices=devices, rate=rate, json_out=json_out, runtime=runtime)
+    run_action(
+        ctx,
+        action,
+        dry_run=dry_run,
+        no_probe=no_probe,
+        slo=slo,
+        deadline=deadline,
+        hold=hold,
+        devices=devices,
+        rate=rate,
+        json_out=json_out,
+        runtime=runtime,
+    )
 
 
 def _heal(ctx: typer.Context, of_action: str, match: dict[str, str], json_out: bool) -> None:
     action = Heal(state(ctx).inventory, of_action, match)
-    run_action(ctx, action, dry_run=False, no_probe=True, slo=0.0, deadline="1s", hold=True,
-               devices=1, rate=1.0, json_out=json_out)
+    run_action(
+        ctx,
+        action,
+        dry_run=False,
+        no_probe=True,
+        slo=0.0,
+        deadline="1s",
+        hold=True,
+        devices=1,
+        rate=1.0,
+        json_out=json_out,
+    )
 
 
 @heal_app.command("region")
@@ -123,7 +172,9 @@ def heal_region(
 
 
 @heal_app.command("idc")
-def heal_idc(ctx: typer.Context, idc: Annotated[str, typer.Option("--idc")], json_out: JsonOpt = False) -> None:
+def heal_idc(
+    ctx: typer.Context, idc: Annotated[str, typer.Option("--idc")], json_out: JsonOpt = False
+) -> None:
     """Restart an IDC's gateways after a held `fail idc`."""
     _heal(ctx, "fail-idc", {"idc": idc}, json_out)
 
@@ -138,8 +189,12 @@ def heal_redis(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def throttle_access(
     ctx: typer.Context,
     limit: Annotated[str | None, typer.Option("--limit", help="Direct-path limit, e.g. 500/s.")] = None,
-    auto: Annotated[bool, typer.Option("--auto", help="Limit once load passes --threshold of --safe-load.")] = False,
-    safe_load: Annotated[float | None, typer.Option("--safe-load", help="Safe downstream load, pushes/s.")] = None,
+    auto: Annotated[
+        bool, typer.Option("--auto", help="Limit once load passes --threshold of --safe-load.")
+    ] = False,
+    safe_load: Annotated[
+        float | None, typer.Option("--safe-load", help="Safe downstream load, pushes/s.")
+    ] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Fraction of the safe load.")] = 0.8,
     duration: DurationOpt = "15s",
     dry_run: DryRunOpt = False,
@@ -158,10 +213,21 @@ def throttle_access(
             per_s = float(limit.removesuffix("/s"))
         except ValueError:
             raise UsageError(f"--limit {limit!r}: expected a rate such as 500/s") from None
-    action = ThrottleAccess(limit=per_s, auto=auto, safe_load=safe_load, threshold=threshold,
-                            duration_s=parse_duration(duration))
-    run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-               devices=devices, rate=rate, json_out=json_out)
+    action = ThrottleAccess(
+        limit=per_s, auto=auto, safe_load=safe_load, threshold=threshold, duration_s=parse_duration(duration)
+    )
+    run_action(
+        ctx,
+        action,
+        dry_run=dry_run,
+        no_probe=no_probe,
+        slo=slo,
+        deadline=deadline,
+        hold=hold,
+        devices=devices,
+        rate=rate,
+        json_out=json_out,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -187,5 +253,15 @@ def register(app: typer.Typer) -> None:
         """Move logic traffic between the IDCs by routing weights; verify delivery; roll back."""
         inv = state(ctx).inventory
         action = SwitchIdc(inv, parse_weights(inv, to, weights), duration_s=parse_duration(duration))
-        run_action(ctx, action, dry_run=dry_run, no_probe=no_probe, slo=slo, deadline=deadline, hold=hold,
-                   devices=devices, rate=rate, json_out=json_out)
+        run_action(
+            ctx,
+            action,
+            dry_run=dry_run,
+            no_probe=no_probe,
+            slo=slo,
+            deadline=deadline,
+            hold=hold,
+            devices=devices,
+            rate=rate,
+            json_out=json_out,
+        )

@@ -146,9 +146,7 @@ class Inventory(_Model):
         for link in self.links:
             if link.name == name:
                 return link
-        raise InventoryError(
-            f"unknown link {name!r}; valid links: {', '.join(sorted(self.link_names))}"
-        )
+        raise InventoryError(f"unknown link {name!r}; valid links: {', '.join(sorted(self.link_names))}")
 
     @property
     def link_names(self) -> list[str]:

@@ -17,7 +17,7 @@ def get_runtime(name: str, inv: Inventory, *, log: Log) -> Runtime:
         return ProcessRuntime(inv, log=log)
     if name == "docker":
         try:
-            from pushctl.runtime.docker import DockerRuntime  # type: ignore[import-not-found,unused-ignore]
+            from pushctl.runtime.docker import DockerRuntime  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             raise UsageError("the docker runtime is not available in this build") from None
         return DockerRuntime(inv, log=log)  # type: ignore[no-any-return,unused-ignore]

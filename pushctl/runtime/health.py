@@ -33,7 +33,11 @@ async def _check(inv: Inventory, comp: Component, timeout: float) -> tuple[bool,
         return await _http_ok(f"http://{comp.host}:{comp.port}/version", timeout)
     if comp.role == Role.REDIS:
         client = aioredis.Redis(
-            host=comp.host, port=comp.port, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            host=comp.host,
+            port=comp.port,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             return (bool(await client.ping()), "PONG")
@@ -58,7 +62,11 @@ async def _http_ok(url: str, timeout: float) -> tuple[bool, str]:
     if resp.status_code != 200:
         return False, f"{url}: HTTP {resp.status_code}"
     try:
-        status = resp.json().get("status", "ok") if resp.headers.get("content-type", "").startswith("application/json") else "ok"
+        status = (
+            resp.json().get("status", "ok")
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else "ok"
+        )
     except ValueError:
         status = "ok"
     return status == "ok", str(status)

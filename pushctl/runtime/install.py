@@ -46,7 +46,9 @@ def _require(tool: str, how: str) -> str:
 
 def _toxiproxy_version(binary: str | Path) -> str | None:
     try:
-        out = subprocess.run([str(binary), "-version"], capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            [str(binary), "-version"], capture_output=True, text=True, timeout=10, check=False
+        )
     except OSError:
         return None
     return out.stdout.strip().rsplit(" ", 1)[-1] or None
@@ -102,7 +104,9 @@ def ensure_redis(log: Log) -> Path:
         return Path(found)
     apt = shutil.which("apt-get")
     if apt is None:
-        raise MissingToolchain("redis-server not found and no apt-get: install Redis 7 (redis-server) yourself")
+        raise MissingToolchain(
+            "redis-server not found and no apt-get: install Redis 7 (redis-server) yourself"
+        )
     if os.geteuid() != 0:
         raise MissingToolchain("redis-server not found: run `sudo apt-get install redis-server` (needs root)")
     log("installing redis-server with apt-get ...")
@@ -116,7 +120,9 @@ def ensure_redis(log: Log) -> Path:
         check=False,
         timeout=900,
     )
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if proc.returncode != 0 or found is None:
         raise ComponentFailed(f"apt-get install redis-server failed:\n{_tail(proc.stdout + proc.stderr)}")
     return Path(found)

@@ -445,7 +445,7 @@ for _name in ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.admin.c
     logging.getLogger(_name).addFilter(_not_probing)
 
 
-async def kafka_ready(bootstrap: str, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline by design
+async def kafka_ready(bootstrap: str, timeout: float) -> bool:
     """True once a metadata request through `bootstrap` lists a registered broker; False after
     `timeout` seconds. Never raises for an unreachable broker and never outlives `timeout`.
 

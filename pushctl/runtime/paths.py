@@ -8,15 +8,18 @@ from pathlib import Path
 
 def cache_dir() -> Path:
     """Pinned component installs, shared by every stack on the machine (outside the repo)."""
-    base = os.environ.get("PUSHCTL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "pushctl"
-    )
-    return Path(base)
+    explicit = os.environ.get("PUSHCTL_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pushctl"
 
 
 def run_dir(stack_name: str) -> Path:
     """One directory per stack: pid files, logs, data. `stack down --purge` removes it."""
-    base = os.environ.get("PUSHCTL_RUN_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "pushctl"
+    explicit = os.environ.get("PUSHCTL_RUN_DIR")
+    base = (
+        Path(explicit)
+        if explicit
+        else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pushctl"
     )
-    return Path(base) / stack_name
+    return base / stack_name

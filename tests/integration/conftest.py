@@ -1,7 +1,8 @@
 """One reference stack per test session, started through the CLI a user runs, always torn down.
 
 The stack uses the reference topology (or $PUSHCTL_TEST_INVENTORY, e.g. a copy on other ports) with
-its own run directory, so a developer's own stack files are never touched. Teardown checks that no process of ours and no proxy is left.
+its own run directory, so a developer's own stack files are never touched. Teardown checks that no
+process of ours is left.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class Stack:
     env: dict[str, str]
     status: dict[str, object]
 
-    def pushctl(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+    def pushctl(
+        self, *args: str, timeout: float = 120, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this stack."""
         inv_args = ["--inventory", self.inventory.source]
         proc = subprocess.run(
@@ -41,7 +44,9 @@ class Stack:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"pushctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"pushctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
 

@@ -51,12 +51,24 @@ def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    return json.loads(proc.stdout[proc.stdout.index("{"):])
+    return json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
 def test_redis_outage_without_the_inline_fallback_fails_the_drill(broken_stack: Stack) -> None:
-    proc = broken_stack.pushctl("fail", "redis", "--mode", "down", "--duration", "4s",
-                                "--devices", "90", "--rate", "150", "--json", timeout=180)
+    proc = broken_stack.pushctl(
+        "fail",
+        "redis",
+        "--mode",
+        "down",
+        "--duration",
+        "4s",
+        "--devices",
+        "90",
+        "--rate",
+        "150",
+        "--json",
+        timeout=180,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     data = _json(proc)
     assert data["during"]["lost"] > 0  # type: ignore[index]
@@ -65,8 +77,22 @@ def test_redis_outage_without_the_inline_fallback_fails_the_drill(broken_stack: 
 
 
 def test_region_failure_without_offline_storage_fails_the_drill(broken_stack: Stack) -> None:
-    proc = broken_stack.pushctl("fail", "region", "--region", "south", "--mode", "vpc-down", "--duration", "4s",
-                                "--devices", "90", "--rate", "150", "--json", timeout=180)
+    proc = broken_stack.pushctl(
+        "fail",
+        "region",
+        "--region",
+        "south",
+        "--mode",
+        "vpc-down",
+        "--duration",
+        "4s",
+        "--devices",
+        "90",
+        "--rate",
+        "150",
+        "--json",
+        timeout=180,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     data = _json(proc)
     assert data["during"]["lost"] > 0  # type: ignore[index]
@@ -92,8 +118,15 @@ async def main():
     print(json.dumps(summary.to_json()))
 asyncio.run(main())
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=broken_stack.env,
-                          cwd=REPO, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=broken_stack.env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["lost"] > 0

@@ -125,7 +125,7 @@ def test_region_vpc_failure_is_detected_and_healed(stack: Stack) -> None:
 
 
 def test_hold_keeps_the_drain_until_restore(stack: Stack) -> None:
-    code, data = run_json(stack, "drain", "--region", "east", "--spread", "0s", "--hold", "--no-probe")
+    code, _ = run_json(stack, "drain", "--region", "east", "--spread", "0s", "--hold", "--no-probe")
     assert code == 0
     _, status = run_json(stack, "status")
     assert [(p["region"], p["origin"]) for p in status["policies"]] == [("east", "operator")]

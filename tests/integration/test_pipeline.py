@@ -75,7 +75,8 @@ async def _wait_baseline(inv: Inventory) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def at_baseline(stack: Stack) -> Iterator[None]:
-    """Each test starts at baseline and must leave it there (faults are cleared either way)."""
+    """Each test starts at baseline and must leave it there; one that leaves a fault behind fails
+    (and the fault is cleared, so the tests after it still start clean)."""
     before = asyncio.run(_wait_baseline(stack.inventory))
     assert not before, f"stack not at baseline before the test: {before}"
     yield

@@ -54,8 +54,12 @@ def test_ephemeral_port_is_rejected_with_file_and_key(tmp_path: Path) -> None:
 
 
 def test_link_on_unknown_toxiproxy_names_valid_servers(tmp_path: Path) -> None:
-    path = _write(tmp_path, _reference_text().replace('toxiproxy = "tp-south"\nlisten', 'toxiproxy = "tp-mars"\nlisten'))
-    with pytest.raises(InventoryError, match=r"links\[2\] \(device-south\)\.toxiproxy: unknown toxiproxy server 'tp-mars'"):
+    path = _write(
+        tmp_path, _reference_text().replace('toxiproxy = "tp-south"\nlisten', 'toxiproxy = "tp-mars"\nlisten')
+    )
+    with pytest.raises(
+        InventoryError, match=r"links\[2\] \(device-south\)\.toxiproxy: unknown toxiproxy server 'tp-mars'"
+    ):
         load_inventory(path)
 
 
@@ -79,7 +83,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_unknown_link_lookup_lists_valid_links() -> None:
-    with pytest.raises(InventoryError, match="valid links: .*device-south"):
+    with pytest.raises(InventoryError, match=r"valid links: .*device-south"):
         load_inventory().link("device-mars")
 
 
