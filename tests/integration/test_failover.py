@@ -49,9 +49,7 @@ def wait_baseline(stack: Stack, timeout: float = 25.0) -> dict[str, Any]:
         ):
             return status
         time.sleep(0.5)
-    raise AssertionError(
-        f"the platform did not return to its baseline: {json.dumps(status, indent=1)[:3000]}"
-    )
+    raise AssertionError(f"the platform did not return to its baseline: {json.dumps(status, indent=1)[:3000]}")
 
 
 def assert_held(data: dict[str, Any]) -> None:
@@ -226,3 +224,52 @@ def test_kill_9_during_a_drain_then_recover_restores_the_baseline(stack: Stack) 
     assert [r["action"] for r in data["recovered"]] == ["drain"]
     assert json.loads(journal.read_text())["status"] == "recovered"
     wait_baseline(stack)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fail", "redis", "--mode", "crash"],
+        ["fail", "idc", "--idc", "idc2"],
+        ["fail", "region", "--region", "east", "--mode", "link-down"],
+        ["switch-idc", "--weights", "idc1=10,idc2=90"],
+        ["throttle", "access", "--limit", "20/s"],
+    ],
+    ids=["fail-redis-crash", "fail-idc", "fail-region", "switch-idc", "throttle"],
+)
+def test_ctrl_c_during_each_action_rolls_back(stack: Stack, args: list[str]) -> None:
+    before = set((stack.run_dir / "journal").glob("*.json"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pushctl.cli.main",
+            "--inventory",
+            stack.inventory.source,
+            *args,
+            "--duration",
+            "60s",
+            "--no-probe",
+        ],
+        env=stack.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    journal: Path | None = None
+    while journal is None and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for path in set((stack.run_dir / "journal").glob("*.json")) - before:
+            if json.loads(path.read_text())["status"] == "applied":
+                journal = path
+        time.sleep(0.2)
+    assert journal is not None, "the action never reached 'applied'"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert json.loads(journal.read_text())["status"] == "rolled-back"
+    wait_baseline(stack, timeout=40)
+    status = json.loads(stack.pushctl("stack", "status", "--json", check=True).stdout)
+    assert status["healthy"], [c for c in status["components"] if not c["healthy"]]
