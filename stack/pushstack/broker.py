@@ -85,12 +85,17 @@ def drain_plan(devices: Sequence[str], spread_s: float, rng: random.Random) -> l
 class _Conn:
     """One authenticated device connection."""
 
-    __slots__ = ("closer", "device", "ws")
+    __slots__ = ("closer", "device", "early", "ws")
 
     def __init__(self, device: str, ws: ServerConnection) -> None:
         self.device = device
         self.ws = ws
         self.closer: asyncio.TimerHandle | None = None
+        # Frames for the device before its auth_ok went out (None once it has). The connection is
+        # deliverable as soon as its route is being written, and a gateway draining the device's
+        # offline queue on its online event can be faster than our auth_ok: those frames wait here,
+        # so auth_ok is always the first frame a device reads (docs/protocol.md section 1).
+        self.early: list[str] | None = []
 
 
 class Broker(PushService):
@@ -232,6 +237,9 @@ class Broker(PushService):
         self._m_connects.inc()
         try:
             await ws.send(frames.AuthOk(broker=self.name, region=self.region).model_dump_json())
+            early, conn.early = conn.early or [], None
+            for frame in early:
+                await ws.send(frame)
             async for raw in ws:
                 if self._on_frame(conn, raw):
                     await ws.send(PONG)
@@ -326,6 +334,9 @@ class Broker(PushService):
             written += 1
             if written % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big fan-out must not starve acks and health polls
+            if conn.early is not None:
+                conn.early.append(frame)  # its session sends it right after auth_ok
+                continue
             if conn.ws.paused:
                 # a slow device must not hold up the others: its write waits on its own
                 self._background(self._send_quietly(conn.ws, frame))
@@ -416,7 +427,9 @@ class Broker(PushService):
                 continue
             order = frames.Reconnect(after_ms=after_ms, avoid=[self.region], reason=reason)
             self._close_later(conn, after_ms / 1000 + CLOSE_GRACE_S, frames.CLOSE_RECONNECT, "reconnect")
-            if conn.ws.paused:
+            if conn.early is not None:
+                conn.early.append(order.model_dump_json())
+            elif conn.ws.paused:
                 self._background(self._send_quietly(conn.ws, order.model_dump_json()))
             else:
                 try:

@@ -61,9 +61,7 @@ class RawDevice:
 
     async def ask_dispatcher(self, http: httpx.AsyncClient) -> list[dict[str, str]]:
         params = {"device": self.device} | ({"region": self.home} if self.home else {})
-        resp = await http.get(
-            f"{self.inv.link_url('dispatcher')}/v1/endpoints", params=params, timeout=STEP_TIMEOUT_S
-        )
+        resp = await http.get(f"{self.inv.link_url('dispatcher')}/v1/endpoints", params=params, timeout=STEP_TIMEOUT_S)
         resp.raise_for_status()
         body = resp.json()
         assert body["device"] == self.device
@@ -169,9 +167,7 @@ async def push_group(
     devices: list[str] | None = None,
     region: str | None = None,
 ) -> tuple[str, AccessResult]:
-    body = GroupPush(
-        id=new_id("it-group"), payload=payload, sent_at=time.time(), devices=devices, region=region
-    )
+    body = GroupPush(id=new_id("it-group"), payload=payload, sent_at=time.time(), devices=devices, region=region)
     resp = await http.post(
         f"{access_url(inv)}/v1/push/group",
         content=body.model_dump_json(exclude_none=True),
@@ -197,9 +193,7 @@ async def offline_ids(db: aioredis.Redis, device: str) -> set[str]:
     return set(cast("list[str]", await db.hkeys(KEY_OFFLINE.format(device=device))))
 
 
-async def eventually(
-    what: str, fetch: Callable[[], Awaitable[T]], until: Callable[[T], bool], *, within: float
-) -> T:
+async def eventually(what: str, fetch: Callable[[], Awaitable[T]], until: Callable[[T], bool], *, within: float) -> T:
     """Await `fetch()` every 100 ms until `until(value)`; AssertionError after `within` s."""
     last: T | None = None
     try:
@@ -242,16 +236,12 @@ def broker_url(inv: Inventory, region: str) -> str:
 
 
 async def broker_connections(http: httpx.AsyncClient, inv: Inventory, region: str) -> int:
-    resp = await http.get(
-        f"{broker_url(inv, region)}/v1/connections", headers=_bearer(inv), timeout=STEP_TIMEOUT_S
-    )
+    resp = await http.get(f"{broker_url(inv, region)}/v1/connections", headers=_bearer(inv), timeout=STEP_TIMEOUT_S)
     resp.raise_for_status()
     return int(resp.json()["count"])
 
 
 async def scheduler_policies(http: httpx.AsyncClient, inv: Inventory) -> dict[str, Any]:
-    resp = await http.get(
-        f"{inv.link_url('scheduler')}/v1/policies", headers=_bearer(inv), timeout=STEP_TIMEOUT_S
-    )
+    resp = await http.get(f"{inv.link_url('scheduler')}/v1/policies", headers=_bearer(inv), timeout=STEP_TIMEOUT_S)
     resp.raise_for_status()
     return cast("dict[str, Any]", resp.json())

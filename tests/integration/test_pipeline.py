@@ -250,19 +250,19 @@ def test_slo_check_exits_1_and_reports_loss_when_a_device_link_goes_down(stack: 
     inv = stack.inventory
     link = inv.device_link(FAULT_REGION).name
     devices = 30
-    expected_there = spread(devices, _weights(inv))[FAULT_REGION]
-    there_before = asyncio.run(_connections(inv, FAULT_REGION))
+    there = spread(devices, _weights(inv))[FAULT_REGION]
+    conns_before, pushes_before = asyncio.run(_broker_state(inv, FAULT_REGION))
+    # a long, slow run: `pushctl fault down` itself takes seconds to start on a loaded 2-core machine
     cmd = [
         sys.executable, "-m", "pushctl.cli.main", "--inventory", inv.source,
         "slo", "check", "--target", "99.9", "--no-reconnect", "--devices", str(devices),
-        "--rate", "50", "--duration", "6s", "--grace", "2s", "--seed", "11", "--json",
+        "--rate", "30", "--duration", "15s", "--grace", "2s", "--seed", "11", "--json",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack.env, cwd=REPO
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack.env, cwd=REPO)
     try:
-        # `slo check` connects its devices first, then sends: take the link away once they are there
-        asyncio.run(_wait_connections(inv, FAULT_REGION, there_before + expected_there, proc, within=60))
+        # `slo check` connects every device first, then sends: take the link away once the region's
+        # devices are connected and pushes reach them
+        asyncio.run(_wait_sending(inv, FAULT_REGION, conns_before + there, pushes_before, proc))
         stack.pushctl("fault", "down", link, check=True)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -272,7 +272,7 @@ def test_slo_check_exits_1_and_reports_loss_when_a_device_link_goes_down(stack: 
         stack.pushctl("fault", "up", link)
         stack.pushctl("fault", "clear", link)
 
-    assert proc.returncode == 1, err[-3000:]
+    assert proc.returncode == 1, f"{err[-2000:]}\n{out[-3000:]}"
     assert "Traceback" not in err
     assert "SLO breached" in err
     report = json.loads(out)
@@ -288,20 +288,26 @@ def _weights(inv: Inventory) -> dict[str, float]:
     return {name: r.weight for name, r in inv.regions.items()}
 
 
-async def _connections(inv: Inventory, region: str) -> int:
+async def _broker_state(inv: Inventory, region: str) -> tuple[int, float]:
+    """(connections, push frames written so far) of the region's broker."""
     async with httpx.AsyncClient() as http:
-        return await broker_connections(http, inv, region)
+        conns = await broker_connections(http, inv, region)
+        pushes = await metric(http, broker_url(inv, region), "pushstack_broker_pushes_total")
+    return conns, pushes
 
 
-async def _wait_connections(
-    inv: Inventory, region: str, at_least: int, proc: subprocess.Popen[str], *, within: float
+async def _wait_sending(
+    inv: Inventory, region: str, connections: int, pushes_before: float, proc: subprocess.Popen[str]
 ) -> None:
-    async with httpx.AsyncClient() as http:
+    """Until `connections` devices are on the region's broker and it has written a push since."""
 
-        async def count() -> int:
-            assert proc.poll() is None, f"slo check ended before its devices connected: {proc.returncode}"
-            return await broker_connections(http, inv, region)
+    async def state() -> tuple[int, float]:
+        assert proc.poll() is None, f"slo check ended before it sent anything: exit {proc.returncode}"
+        return await _broker_state(inv, region)
 
-        await eventually(
-            f"{at_least} devices connected in {region}", count, lambda n: n >= at_least, within=within
-        )
+    await eventually(
+        f"{connections} devices connected in {region}, pushes written to them",
+        state,
+        lambda st: st[0] >= connections and st[1] > pushes_before,
+        within=60,
+    )

@@ -7,6 +7,7 @@ import json
 import random
 import re
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,39 @@ async def test_other_regions_drain_and_older_sets_are_ignored(broker: Broker) ->
     assert broker.draining is None
     assert not broker.follower.offer(drain_set("south", spread_s=1.0, version=4))
     assert broker.draining is None and broker.follower.current.version == 5
+
+
+class HeldRoutes(FakeRoutes):
+    """Claims resolve only when the test says so: the store write is still in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future[None]] = []
+
+    def claim(self, device: str) -> asyncio.Future[None]:
+        self.claimed.append(device)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(fut)
+        return fut
+
+
+async def test_auth_ok_is_the_first_frame_even_when_a_push_comes_during_the_route_write(tmp_path: Path) -> None:
+    routes = HeldRoutes()
+    async with Broker(free_inventory(tmp_path), "broker-south", route_sink=routes) as b:
+        ws = await connect(url(b), compression=None)
+        await ws.send(frames.Auth(device="d1", token=frames.device_token(b.inv.token, "d1")).model_dump_json())
+        while not routes.pending:
+            await asyncio.sleep(0.01)
+        # the route is in the store (a gateway saw the online event) but auth_ok is not out yet
+        msg = Message(id="m1", device="d1", sent_at=time.time(), payload="early")
+        delivering = asyncio.create_task(b.deliver([msg], 5.0))
+        await asyncio.sleep(0.1)
+        routes.pending[0].set_result(None)
+        first = json.loads(await ws.recv())
+        assert first["type"] == "auth_ok", first
+        second = json.loads(await ws.recv())
+        assert second["type"] == "push" and second["id"] == "m1"
+        await ws.send(frames.Ack(id="m1").model_dump_json())
+        result = await delivering
+        assert result.acked == ["m1"]
+        await ws.close()
