@@ -231,12 +231,16 @@ class Step:
         return dr >= PASS_RATE and self.sent_rate >= 0.97 * self.rate
 
 
+ONLINE_AT_START: list[int] = []
+
+
 async def probe_step(inv_path: str, comps: dict[str, int], opts: ProbeOptions) -> tuple[Probe, LedgerSummary, float, dict[str, float]]:
     inv = load_inventory(inv_path)
     probe = Probe(inv, opts)
     cpu = CpuWindow(comps)
     try:
         await probe.start()
+        ONLINE_AT_START.append(probe.snapshot().online)
         cpu.start()
         t0 = time.monotonic()
         await probe.wait_sent()
@@ -264,6 +268,8 @@ async def ceiling(args: argparse.Namespace, comps: dict[str, int], rates: list[f
             f"{summary.delivery_rate:.3f}% p50 {lat.p50} p99 {lat.p99} p999 {lat.p999} lost {summary.lost} "
             f"load {load} -->"
         )
+        raw = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 1)
+        out(f"<!-- step {rate:.0f}/s CPU %: {raw} -->")
         failures = 0 if step.passed else failures + 1
         if failures >= 2:  # two failing steps in a row: past the ceiling
             break
@@ -293,6 +299,18 @@ def print_cpu(steps: list[Step]) -> None:
     other = "other processes (not this stack)"
     out("| this stack + probe | " + " | ".join(f"{sum(v for k, v in g.items() if k != other):.0f}" for g in groups) + " |")
     out("| whole machine (200 = both cores) | " + " | ".join(f"{sum(g.values()):.0f}" for g in groups) + " |")
+    out("")
+    out("| CPU µs per push (this stack + probe) | " + " | ".join(f"{s.rate:.0f}/s" for s in steps) + " |")
+    out("|---|" + "---|" * len(steps))
+    for name in [n for n in names if n != other]:
+        out(f"| {name} | " + " | ".join(f"{g.get(name, 0) / 100 / s.sent_rate * 1e6:.0f}" for g, s in zip(groups, steps)) + " |")
+    out(
+        "| total | "
+        + " | ".join(
+            f"{sum(v for k, v in g.items() if k != other) / 100 / s.sent_rate * 1e6:.0f}" for g, s in zip(groups, steps)
+        )
+        + " |"
+    )
 
 
 # ---- 2. group fan-out -------------------------------------------------------------------------------
@@ -311,12 +329,15 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
     probe, summary, secs, cpu = await probe_step(args.inventory, comps, opts)
     # the last device of each group: max over its devices of (first delivery - sent); private, read-only
     ledger = probe.ledger
-    last, full = [], 0
+    last, full, delivered, t_first, t_last = [], 0, 0, float("inf"), 0.0
     for msg_id, rec in ledger._sent.items():  # noqa: SLF001 - a benchmark reads the ledger's records
         firsts = [d.first_at for dev in rec.devices if (d := ledger._deliveries.get((msg_id, dev)))]  # noqa: SLF001
+        t_first = min(t_first, rec.at)
         if firsts:
             last.append(max(firsts) - rec.at)
             full += len(firsts) == len(rec.devices)
+            delivered += len(firsts)
+            t_last = max(t_last, max(firsts))
     last.sort()
     return {
         "size": size,
@@ -324,6 +345,8 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
         "groups": len(ledger._sent),  # noqa: SLF001
         "complete": full,
         "deliveries_per_s": summary.sent / secs,
+        "delivered_per_s": delivered / max(1e-9, t_last - t_first),
+        "online": ONLINE_AT_START[-1],
         "summary": summary,
         "last_p50": percentile(last, 50),
         "last_max": last[-1] if last else None,
@@ -333,11 +356,14 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
 
 
 # ---- 3. held connections ----------------------------------------------------------------------------
-async def hold(args: argparse.Namespace, comps: dict[str, int], n: int) -> dict[str, object]:
+async def hold(
+    args: argparse.Namespace, comps: dict[str, int], n: int, baseline: dict[int, tuple[int, int]]
+) -> dict[str, object]:
+    """RSS deltas are against `baseline`, taken once on the idle stack before the first hold."""
     brokers = {name: pid for name, pid in comps.items() if name.startswith("broker")}
     proxies = {name: pid for name, pid in comps.items() if name in ("tp-north", "tp-east", "tp-south")}
     load = loadavg()
-    before = proc_table()
+    before = baseline
     inv = load_inventory(args.inventory)
     opts = ProbeOptions(devices=n, rate=5.0, duration=None, grace=5.0, seed=3, connect_timeout=10.0 + 3.0 * n / 400)
     probe = Probe(inv, opts)
@@ -362,6 +388,7 @@ async def hold(args: argparse.Namespace, comps: dict[str, int], n: int) -> dict[
         "connect_s": connect_s,
         "broker_delta_kb": delta(brokers),
         "broker_rss_kb": sum(after.get(p, (0, 0))[1] for p in brokers.values()),
+        "broker_base_kb": sum(before.get(p, (0, 0))[1] for p in brokers.values()),
         "proxy_delta_kb": delta(proxies),
         "delivery": summary.delivery_rate,
         "sent": summary.sent,
@@ -417,17 +444,18 @@ async def run(args: argparse.Namespace) -> None:
     if "group" in sections:
         out("\n### Group fan-out\n")
         out(
-            "| group size | groups/s | groups | complete | deliveries/s | delivery % (1 s) | p50 ms | p99 ms | "
+            "| group size | online | groups/s | groups | complete | offered deliveries/s | delivered/s | delivery % (1 s) | p50 ms | p99 ms | "
             "last device p50 ms | last device max ms | lost | hottest CPU % | load avg |"
         )
-        out("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for spec in args.groups.split(","):
             size, grate = spec.split("@")
             g = await group(args, comps, int(size), float(grate))
             s: LedgerSummary = g["summary"]  # type: ignore[assignment]
             hot = ", ".join(f"{k} {v:.0f}" for k, v in list(g["cpu"].items())[:3])  # type: ignore[union-attr]
             out(
-                f"| {g['size']} | {g['group_rate']} | {g['groups']} | {g['complete']} | {g['deliveries_per_s']:.0f} | "
+                f"| {g['size']} | {g['online']} | {g['group_rate']} | {g['groups']} | {g['complete']} | "
+                f"{g['deliveries_per_s']:.0f} | {g['delivered_per_s']:.0f} | "
                 f"{s.delivery_rate:.3f} | {fmt_ms(s.latency_ms.p50)} | {fmt_ms(s.latency_ms.p99)} | "
                 f"{fmt_ms(g['last_p50'] * 1000 if g['last_p50'] is not None else None)} | "  # type: ignore[operator]
                 f"{fmt_ms(g['last_max'] * 1000 if g['last_max'] is not None else None)} | {s.lost} | {hot} | "  # type: ignore[operator]
@@ -437,16 +465,17 @@ async def run(args: argparse.Namespace) -> None:
     if "hold" in sections:
         out(f"\n### Held connections (idle {args.idle:.0f} s after all connected)\n")
         out(
-            "| devices | online | per region | connect time s | broker RSS delta MB (3) | "
+            "| devices | online | per region | connect time s | broker RSS MB (3, idle -> held) | broker delta MB | "
             "per connection kB | device-proxy RSS delta MB (3) | delivery % | load avg |"
         )
-        out("|---|---|---|---|---|---|---|---|---|")
+        out("|---|---|---|---|---|---|---|---|---|---|")
+        baseline = proc_table()
         for n in [int(x) for x in args.hold.split(",")]:
-            h = await hold(args, comps, n)
+            h = await hold(args, comps, n, baseline)
             per = h["broker_delta_kb"] / max(1, h["online"])  # type: ignore[operator]
             out(
                 f"| {h['devices']} | {h['online']} | {h['connected']} | {h['connect_s']:.1f} | "
-                f"{h['broker_delta_kb'] / 1024:.1f} | {per:.1f} | {h['proxy_delta_kb'] / 1024:.1f} | "  # type: ignore[operator]
+                f"{h['broker_base_kb'] / 1024:.1f} -> {h['broker_rss_kb'] / 1024:.1f} | {h['broker_delta_kb'] / 1024:.1f} | {per:.1f} | {h['proxy_delta_kb'] / 1024:.1f} | "  # type: ignore[operator]
                 f"{h['delivery'] if h['delivery'] is None else round(h['delivery'], 3)} | {h['load']} |"  # type: ignore[arg-type]
             )
             await asyncio.sleep(3)

@@ -379,3 +379,246 @@ def live_status(data: Mapping[str, Any]) -> None:
             or "none",
         },
     )
+
+
+# ---- experiments --------------------------------------------------------------------------------
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(rates: Sequence[float | None], *, floor: float = 90.0) -> str:
+    """Delivery rates (percent) as a one-line chart from `floor` to 100; red below 99.9."""
+    out = []
+    for r in rates:
+        if r is None:
+            out.append(f"[{STYLE_DIM}]·[/]")
+            continue
+        level = max(0.0, min(1.0, (r - floor) / (100.0 - floor)))
+        ch = _SPARK[min(len(_SPARK) - 1, int(level * (len(_SPARK) - 1) + 0.5))]
+        out.append(ch if r >= 99.9 else f"[{STYLE_BAD}]{ch}[/]")
+    return "".join(out)
+
+
+def experiment_valid(files: Sequence[tuple[str, str]]) -> None:
+    for path, title in files:
+        console.print(f"[{STYLE_OK}]valid[/] {path}: {title}")
+    console.print(f"{len(files)} experiment file{'s' if len(files) != 1 else ''} valid")
+
+
+def experiment_list(rows: Sequence[Mapping[str, Any]]) -> None:
+    table(
+        "experiments",
+        ["file", "title", "tags", "steps", "valid"],
+        [
+            (r["file"], r["title"] or "-", ", ".join(r["tags"]), r["steps"] or "-",
+             ok_mark(r["valid"]) if r["valid"] else f"[{STYLE_BAD}]no[/]: {r['problems'][0]}")
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def experiment_plan(resolved: Any) -> None:
+    """`experiment plan`: the checks, every change in order with its undo, the rollbacks."""
+    exp = resolved.experiment
+    p = exp.probe
+    console.print(f"[bold]{exp.title}[/]  [{STYLE_DIM}]{resolved.loaded.path}[/]")
+    console.print(f"probe: {p.devices} devices, {p.rate:g} pushes/s, deadline {p.deadline:g}s, grace {p.grace:g}s")
+    table("steady state (before and after)", ["check"], [(c.title(),) for c in exp.steady_state.probes])
+    if exp.steady_state.during:
+        table("during the method (exact)", ["check"], [(c.title(),) for c in exp.steady_state.during])
+    rows = []
+    for s in resolved.steps:
+        for i, ps in enumerate(s.plan):
+            when = ("background, " if s.background else "") + ("undone after its duration" if s.reverts else "")
+            rows.append((f"{s.index + 1}" if i == 0 else "", s.label if i == 0 else "", ps.component, ps.change,
+                         ps.undo, when or "-"))  # fmt: skip
+    table("method", ["#", "step", "component", "change", "undo", "when undone"], rows)
+    stops = [(c.title(), f"{c.for_:g}s") for c in exp.stop_conditions]
+    if exp.blast_radius.devices < 100:
+        stops.append((f"blast radius: <= {exp.blast_radius.devices:g}% devices offline", f"{exp.blast_radius.for_:g}s"))
+    if stops:
+        table("stop conditions (abort and roll back)", ["condition", "for"], stops)
+    extra = [(s.label, "; ".join(ps.change for ps in s.plan)) for s in resolved.rollbacks]
+    table(
+        "rollbacks (always run)",
+        ["step", "change"],
+        [("automatic", "undo every applied action still in effect, newest first (from its journal)"), *extra],
+    )
+
+
+def _run_verdict(run: Mapping[str, Any]) -> tuple[bool, str]:
+    code, status = run.get("exit_code"), run.get("status")
+    if code == 0:
+        return True, "PASSED"
+    word = {"aborted": "ABORTED", "interrupted": "INTERRUPTED"}.get(str(status), "FAILED")
+    if run.get("deviated"):
+        word += " (hypothesis deviated)"
+    return False, f"{word} (exit {code})"
+
+
+def experiment_result(run: Mapping[str, Any]) -> None:
+    """One finished run: checks, stop conditions, rollbacks, verdict."""
+    rows = []
+    for when in ("before", "during", "after"):
+        state = (run.get("steady_states") or {}).get(when)
+        for c in (state or {}).get("checks", []):
+            rows.append((when, c["title"], ok_mark(c["ok"]), c["detail"]))
+    for s in run.get("method") or []:
+        out = s.get("output")
+        if s.get("kind") == "probe" and isinstance(out, dict) and "ok" in out:
+            rows.append((f"step {s['index'] + 1}", out["title"], ok_mark(out["ok"]), out["detail"]))
+    table(f"{run.get('title')}: hypothesis", ["when", "check", "ok", "measured"], rows)
+    steps = [(s["index"] + 1, s["label"], s["status"], s.get("error") or "") for s in run.get("method") or []]
+    table("method", ["#", "step", "status", "error"], steps)
+    stops = [(s["name"], f"[{STYLE_BAD}]FIRED[/]" if s["fired"] else f"[{STYLE_OK}]held[/]", s.get("detail") or "")
+             for s in run.get("stop_conditions") or []]  # fmt: skip
+    if stops:
+        table("stop conditions", ["condition", "", "last measured"], stops)
+    rbs = [(r["step"], r.get("of", ""), ok_mark(r["ok"]), r.get("detail", "")) for r in run.get("rollbacks") or []]
+    if rbs:
+        table("rollbacks", ["undo", "of", "ok", "detail"], rbs)
+    good, word = _run_verdict(run)
+    body = f"{word} in {float(run.get('duration_s') or 0):.1f}s; journal {run.get('journal_path')}"
+    if run.get("error"):
+        body += f"\n{run['error']}"
+    panel(str(run.get("title")), body, good=good)
+
+
+def experiment_totals(runs: Sequence[Mapping[str, Any]], *, junit: Any = None, html: Any = None) -> None:
+    rows = []
+    for r in runs:
+        good, word = _run_verdict(r)
+        took = f"{float(r.get('duration_s') or 0):.1f}s"
+        rows.append((r.get("title"), f"[{STYLE_OK if good else STYLE_BAD}]{word}[/]", took))
+    table("experiments", ["experiment", "verdict", "took"], rows)
+    passed = sum(1 for r in runs if r.get("exit_code") == 0)
+    where = (f"; JUnit {junit}" if junit else "") + (f"; HTML {html}" if html else "")
+    console.print(f"{passed} of {len(runs)} passed{where}")
+
+
+def experiment_view(live: Any) -> Any:
+    """The live view of a running experiment (a `LiveState`)."""
+    import time as _time
+
+    from rich.console import Group
+
+    lines = [f"[bold]{live.title}[/]  phase: {live.phase}" + (f"  step: {live.step}" if live.step else "")]
+    probe = live.probe
+    if probe is not None and probe.phase in ("sending", "grace"):
+        progress = probe.ledger.progress(_time.time())
+        rates = [(s.on_time * 100.0 / s.sent) if s.sent and s.overdue else None for s in progress.per_second][-60:]
+        lines.append(f"delivery/s {sparkline(rates)}  now {_rate_markup(progress.delivery_rate, 99.9)}  "
+                     f"p99 {fmt_ms(progress.latency_p99_ms)}  rate {probe.rate:g}/s")  # fmt: skip
+        snap = probe.snapshot()
+        conns = "  ".join(f"{r} {n}" for r, n in snap.connected.items()) or "-"
+        lines.append(f"connected: {conns}  (online {snap.online}/{snap.devices})")
+    active = ", ".join(live.active.values()) or f"[{STYLE_DIM}]none[/]"
+    lines.append(f"active: {active}")
+    if live.watch is not None:
+        for s in live.watch.states:
+            mark = f"[{STYLE_BAD}]FIRED[/]" if s.fired else (f"[{STYLE_WARN}]broken[/]" if s.broken_since else "ok")
+            lines.append(f"stop if not {s.tolerance}: {s.name} - {mark}")
+    return Group(*lines)
+
+
+class ExperimentLive:
+    """`with render.ExperimentLive(enabled) as show: show(live_state)`; a no-op off a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and console.is_terminal
+        self._live: Any = None
+
+    def __enter__(self) -> ExperimentLive:
+        if self.enabled:
+            from rich.live import Live
+
+            self._live = Live(console=console, auto_refresh=False, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __call__(self, live: Any) -> None:
+        if self._live is not None:
+            self._live.update(experiment_view(live), refresh=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+
+# ---- runbooks ---------------------------------------------------------------------------------
+
+
+def runbook_list(rows: Sequence[Mapping[str, Any]]) -> None:
+    """`pushctl runbook list`."""
+    table(
+        "runbooks",
+        ["id", "severity", "title", "experiment", "owner", "commands"],
+        [(r["id"], r["severity"], r["title"], r["experiment"], r["owner"], r["commands"]) for r in rows],
+    )
+
+
+def runbook_show(meta: Mapping[str, Any], body: str) -> None:
+    """A runbook in the terminal: its front matter as a header, then the Markdown, commands highlighted."""
+    from rich.markdown import Markdown
+
+    header = {k: meta[k] for k in ("id", "severity", "owner", "experiment") if k in meta}
+    failure = meta.get("failure") or []
+    if failure:
+        header["reproduce (CI)"] = "\n".join(failure if isinstance(failure, list) else [failure])
+    kv(str(meta.get("title", meta.get("id", "runbook"))), header)
+    # ```pushctl blocks are shell commands with `# expect:` comments: highlight them as such
+    text = body.replace("```pushctl\n", "```bash\n")
+    console.print(Markdown(text, code_theme="monokai", inline_code_lexer="bash"))
+
+
+def runbook_problems(path: str, problems: Sequence[Any], *, quiet_when_clean: bool = False) -> None:
+    """Lint problems as `file:line: message`, errors red, warnings yellow (on stderr)."""
+    if not problems:
+        if not quiet_when_clean:
+            err_console.print(f"[{STYLE_OK}]ok[/] {path}")
+        return
+    for p in problems:
+        style = STYLE_BAD if p.severity == "error" else STYLE_WARN
+        err_console.print(f"{path}:{p.line}: [{style}]{p.severity}:[/] {p.message}", highlight=False)
+
+
+def runbook_step(runbook_id: str, step: Any) -> None:
+    """One progress line per verified step (stderr), and the output of a failed one."""
+    mark = {"passed": f"[{STYLE_OK}]pass[/]", "failed": f"[{STYLE_BAD}]FAIL[/]"}.get(step.status, "skip")
+    where = f"L{step.line} " if step.line else ""
+    err_console.print(
+        f"{mark} {runbook_id} [{STYLE_DIM}]{step.phase}[/] {where}{step.command} "
+        f"[{STYLE_DIM}]({step.seconds:.1f}s)[/]",
+        highlight=False,
+    )
+    if step.status == "failed":
+        for check in step.checks:
+            if not check.ok:
+                err_console.print(f"     line {check.line}: expected {check.expect}, found {check.found}",
+                                  highlight=False)
+        if step.message and not step.checks:
+            err_console.print(f"     {step.message}", highlight=False)
+        if step.output:
+            err_console.print(Panel(step.output, title="output", border_style=STYLE_BAD), highlight=False)
+
+
+def runbook_report(report: Any) -> None:
+    """`pushctl runbook verify`: one row per runbook."""
+    rows = []
+    for r in report.results:
+        failed = r.failed_step
+        errors = [p for p in r.problems if p.severity == "error"]
+        if errors:
+            why = f"lint: {r.path}:{errors[0].line}: {errors[0].message}"
+        elif failed is not None:
+            where = f"line {failed.line}: " if failed.line else ""
+            why = f"{where}{failed.command}: {failed.message}"
+        else:
+            why = ""
+        steps = [s for s in r.steps if s.phase not in ("baseline", "restore")]
+        done = sum(s.status == "passed" for s in steps)
+        rows.append((r.id, ok_mark(r.passed), f"{done}/{len(steps)}", fmt_seconds(r.seconds), why[:160]))
+    table("runbook verify", ["runbook", "passed", "steps", "time", "failure"], rows)
+    good = report.passed
+    passed = sum(r.passed for r in report.results)
+    panel("verdict", f"{passed}/{len(report.results)} runbooks passed in {fmt_seconds(report.seconds)}", good=good)

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from pushctl import render
-from pushctl.cli import actions, failover, fault, probe, slo, stack
+from pushctl.cli import actions, experiment, failover, fault, probe, runbook, slo, stack
 from pushctl.cli.state import state
 from pushctl.errors import PushctlError
 
@@ -39,6 +39,8 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(fault.app, name="fault")
 app.add_typer(probe.app, name="probe")
 app.add_typer(slo.app, name="slo")
+app.add_typer(experiment.app, name="experiment")
+app.add_typer(runbook.app, name="runbook")
 actions.register(app)
 failover.register(app)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -204,3 +206,60 @@ def run(
         render.print_json(summary.to_json())
     else:
         render.probe_summary(summary)
+
+
+async def _spike_routine(
+    inventory: Inventory, options: ProbeOptions, factor: float, calm: float, spike: float, live: bool
+) -> tuple[LedgerSummary, LedgerSummary]:
+    """calm at the base rate, `spike` seconds at factor x, calm again; (whole run, the spike's sends)."""
+    probe = Probe(inventory, options)
+    try:
+        with render.ProbeLive(live) as show:
+            await probe.start()
+
+            async def phase(seconds: float) -> None:
+                end = asyncio.get_running_loop().time() + seconds
+                while (left := end - asyncio.get_running_loop().time()) > 0:
+                    show(probe.snapshot())
+                    await asyncio.sleep(min(0.5, left))
+
+            await phase(calm)
+            started = time.time()
+            probe.set_rate(options.rate * factor)
+            await phase(spike)
+            probe.set_rate(options.rate)
+            ended = time.time()
+            await phase(calm)
+            summary = await probe.stop()
+            return summary, probe.summary(since=started, until=ended)
+    finally:
+        await probe.close()
+
+
+@app.command("spike")
+def spike(
+    ctx: typer.Context,
+    factor: Annotated[float, typer.Option("--factor", min=1, max=100, help="Multiply the send rate by this.")] = 10.0,
+    duration: Annotated[str, typer.Option("--duration", help="How long the spike lasts.")] = "30s",
+    calm: Annotated[str, typer.Option("--calm", help="Base-rate sending before and after the spike.")] = "5s",
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    deadline: DeadlineOpt = "1s",
+    grace: GraceOpt = "5s",
+    json_out: JsonOpt = False,
+) -> None:
+    """A breaking-news burst: --factor times the rate for --duration, between calm periods at the base rate."""
+    options = probe_options(
+        devices=devices, rate=rate, group_rate=0.0, group_size=10, group_target=GroupTarget.DEVICES,
+        duration="1s", deadline=deadline, grace=grace, regions=None, no_reconnect=False, workers=None, seed=None,
+    )  # fmt: skip
+    options = replace(options, duration=None)
+    summary, during = run_async(
+        _spike_routine(state(ctx).inventory, options, factor, parse_duration(calm, what="--calm", allow_zero=True),
+                       parse_duration(duration, what="--duration"), not json_out)
+    )  # fmt: skip
+    if json_out:
+        render.print_json({"factor": factor, "spike": during.to_json(), "overall": summary.to_json()})
+    else:
+        render.probe_summary(during, title=f"spike {factor:g}x")
+        render.probe_summary(summary, title="whole run")

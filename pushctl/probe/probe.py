@@ -388,6 +388,17 @@ class Probe:
         if self._sending is not None:
             await asyncio.shield(self._sending)
 
+    @property
+    def rate(self) -> float:
+        """Single pushes per second being sent now (the configured rate before sending starts)."""
+        return self._sender.rate if self._sender is not None else self.options.rate
+
+    def set_rate(self, rate: float) -> None:
+        """Change the single-push rate while sending, e.g. a 10x spike and back."""
+        if self._sender is None:
+            raise UsageError("the probe is not sending yet")
+        self._sender.set_rate(rate)
+
     async def stop(self) -> LedgerSummary:
         """Stop sending, wait out the grace period, take the devices away, classify (idempotent)."""
         if self._summary is not None:

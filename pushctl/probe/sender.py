@@ -118,12 +118,25 @@ class Sender:
         self._base = access_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = request_timeout
+        self._rate_changed = False
         self.started_at: float | None = None
         self.stopped_at: float | None = None
 
     def stop(self) -> None:
         """Stop sending at the next tick (posts already in flight complete)."""
         self._stop.set()
+
+    @property
+    def rate(self) -> float:
+        """Single pushes per second being sent now."""
+        return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        """Send single pushes at `rate` from the next tick on (a traffic spike, and back)."""
+        if rate < 0 or not math.isfinite(rate):
+            raise ValueError("rate must be a finite number >= 0")
+        self._rate = rate
+        self._rate_changed = True
 
     async def run(self, duration: float | None) -> None:
         """Send until `duration` seconds have passed (None: until `stop()`), then await in-flight posts."""
@@ -141,6 +154,9 @@ class Sender:
                         await self._stop.wait()
                 now = min(loop.time(), end)
                 self._send_singles(singles.due(now))
+                if self._rate_changed:  # pace the new rate from now: no burst, no gap
+                    self._rate_changed = False
+                    singles = Pacer(self._rate, now)
                 for _ in range(groups.due(now)):
                     self._send_group()
                 if self._stop.is_set() or now >= end:

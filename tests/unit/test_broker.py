@@ -332,7 +332,7 @@ async def test_auth_ok_is_the_first_frame_even_when_a_push_comes_during_the_rout
     async with Broker(free_inventory(tmp_path), "broker-south", route_sink=routes) as b:
         ws = await connect(url(b), compression=None)
         await ws.send(frames.Auth(device="d1", token=frames.device_token(b.inv.token, "d1")).model_dump_json())
-        while not routes.pending:
+        while not routes.pending:  # noqa: ASYNC110 - polling the fake is the simplest wait here
             await asyncio.sleep(0.01)
         # the route is in the store (a gateway saw the online event) but auth_ok is not out yet
         msg = Message(id="m1", device="d1", sent_at=time.time(), payload="early")
