@@ -190,7 +190,7 @@ async def _loop_client(port: int, conns: int) -> tuple[int, float]:
     async def reader(port: int) -> None:
         nonlocal count, first, last
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        while line := await r.readline():
+        while await r.readline():
             if not first:
                 first = time.monotonic()
             count += 1
@@ -234,7 +234,9 @@ class Step:
 ONLINE_AT_START: list[int] = []
 
 
-async def probe_step(inv_path: str, comps: dict[str, int], opts: ProbeOptions) -> tuple[Probe, LedgerSummary, float, dict[str, float]]:
+async def probe_step(
+    inv_path: str, comps: dict[str, int], opts: ProbeOptions
+) -> tuple[Probe, LedgerSummary, float, dict[str, float]]:
     inv = load_inventory(inv_path)
     probe = Probe(inv, opts)
     cpu = CpuWindow(comps)
@@ -297,17 +299,26 @@ def print_cpu(steps: list[Step]) -> None:
     for name in names:
         out(f"| {name} | " + " | ".join(f"{g.get(name, 0):.0f}" for g in groups) + " |")
     other = "other processes (not this stack)"
-    out("| this stack + probe | " + " | ".join(f"{sum(v for k, v in g.items() if k != other):.0f}" for g in groups) + " |")
+    out(
+        "| this stack + probe | "
+        + " | ".join(f"{sum(v for k, v in g.items() if k != other):.0f}" for g in groups)
+        + " |"
+    )
     out("| whole machine (200 = both cores) | " + " | ".join(f"{sum(g.values()):.0f}" for g in groups) + " |")
     out("")
     out("| CPU µs per push (this stack + probe) | " + " | ".join(f"{s.rate:.0f}/s" for s in steps) + " |")
     out("|---|" + "---|" * len(steps))
     for name in [n for n in names if n != other]:
-        out(f"| {name} | " + " | ".join(f"{g.get(name, 0) / 100 / s.sent_rate * 1e6:.0f}" for g, s in zip(groups, steps)) + " |")
+        out(
+            f"| {name} | "
+            + " | ".join(f"{g.get(name, 0) / 100 / s.sent_rate * 1e6:.0f}" for g, s in zip(groups, steps, strict=True))
+            + " |"
+        )
     out(
         "| total | "
         + " | ".join(
-            f"{sum(v for k, v in g.items() if k != other) / 100 / s.sent_rate * 1e6:.0f}" for g, s in zip(groups, steps)
+            f"{sum(v for k, v in g.items() if k != other) / 100 / s.sent_rate * 1e6:.0f}"
+            for g, s in zip(groups, steps, strict=True)
         )
         + " |"
     )
@@ -330,8 +341,8 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
     # the last device of each group: max over its devices of (first delivery - sent); private, read-only
     ledger = probe.ledger
     last, full, delivered, t_first, t_last = [], 0, 0, float("inf"), 0.0
-    for msg_id, rec in ledger._sent.items():  # noqa: SLF001 - a benchmark reads the ledger's records
-        firsts = [d.first_at for dev in rec.devices if (d := ledger._deliveries.get((msg_id, dev)))]  # noqa: SLF001
+    for msg_id, rec in ledger._sent.items():
+        firsts = [d.first_at for dev in rec.devices if (d := ledger._deliveries.get((msg_id, dev)))]
         t_first = min(t_first, rec.at)
         if firsts:
             last.append(max(firsts) - rec.at)
@@ -342,7 +353,7 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
     return {
         "size": size,
         "group_rate": group_rate,
-        "groups": len(ledger._sent),  # noqa: SLF001
+        "groups": len(ledger._sent),
         "complete": full,
         "deliveries_per_s": summary.sent / secs,
         "delivered_per_s": delivered / max(1e-9, t_last - t_first),
@@ -444,8 +455,9 @@ async def run(args: argparse.Namespace) -> None:
     if "group" in sections:
         out("\n### Group fan-out\n")
         out(
-            "| group size | online | groups/s | groups | complete | offered deliveries/s | delivered/s | delivery % (1 s) | p50 ms | p99 ms | "
-            "last device p50 ms | last device max ms | lost | hottest CPU % | load avg |"
+            "| group size | online | groups/s | groups | complete | offered deliveries/s | delivered/s | "
+            "delivery % (1 s) | p50 ms | p99 ms | last device p50 ms | last device max ms | lost | "
+            "hottest CPU % | load avg |"
         )
         out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for spec in args.groups.split(","):
@@ -475,7 +487,8 @@ async def run(args: argparse.Namespace) -> None:
             per = h["broker_delta_kb"] / max(1, h["online"])  # type: ignore[operator]
             out(
                 f"| {h['devices']} | {h['online']} | {h['connected']} | {h['connect_s']:.1f} | "
-                f"{h['broker_base_kb'] / 1024:.1f} -> {h['broker_rss_kb'] / 1024:.1f} | {h['broker_delta_kb'] / 1024:.1f} | {per:.1f} | {h['proxy_delta_kb'] / 1024:.1f} | "  # type: ignore[operator]
+                f"{h['broker_base_kb'] / 1024:.1f} -> {h['broker_rss_kb'] / 1024:.1f} | "  # type: ignore[operator]
+                f"{h['broker_delta_kb'] / 1024:.1f} | {per:.1f} | {h['proxy_delta_kb'] / 1024:.1f} | "  # type: ignore[operator]
                 f"{h['delivery'] if h['delivery'] is None else round(h['delivery'], 3)} | {h['load']} |"  # type: ignore[arg-type]
             )
             await asyncio.sleep(3)

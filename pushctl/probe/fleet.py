@@ -41,10 +41,14 @@ def spread(n: int, weights: Mapping[str, float]) -> dict[str, int]:
 
 
 def device_ids(run_id: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:
-    """(device id, home region) for every probe device; ids are unique per run."""
+    """(device id, home region) for every probe device; ids are unique per run.
+
+    Regions are interleaved (round robin) because devices connect in this order: a probe whose
+    connect phase is cut short by its timeout still has devices in every region.
+    """
     out: list[tuple[str, str]] = []
-    for region, count in counts.items():
-        out.extend((f"probe-{run_id}-{region}-{i:05d}", region) for i in range(count))
+    for i in range(max(counts.values(), default=0)):
+        out.extend((f"probe-{run_id}-{region}-{i:05d}", region) for region, count in counts.items() if i < count)
     return out
 
 

@@ -79,12 +79,12 @@ def test_spread_is_exact(n: int, weights: dict[str, float], expected: dict[str, 
     assert sum(spread(n, weights).values()) == n
 
 
-def test_device_ids_are_unique_and_carry_their_home() -> None:
+def test_device_ids_are_unique_carry_their_home_and_interleave_regions() -> None:
     ids = device_ids("ab12", {"north": 2, "east": 1})
     assert ids == [
         ("probe-ab12-north-00000", "north"),
-        ("probe-ab12-north-00001", "north"),
         ("probe-ab12-east-00000", "east"),
+        ("probe-ab12-north-00001", "north"),
     ]
 
 
