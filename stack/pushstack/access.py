@@ -57,6 +57,16 @@ LOGIC_CHUNK = 2000  # messages per request to a gateway
 BUFFER_RECORD = 500  # messages per Kafka record on the buffer topic
 
 
+
+# SET every KEYS[i] to ARGV[i+1] with the TTL ARGV[1], in one round trip and one command
+SET_MANY_LUA = """
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
 class AccessTier(PushService):
     kind = "access"
 
@@ -135,6 +145,7 @@ class AccessTier(PushService):
 
     async def on_start(self) -> None:
         self.cache = self.redis_for("cache", timeout=0.3)
+        self._set_many = self.cache.register_script(SET_MANY_LUA)
         self.store = self.redis_for("store") if "store" in self.spec.connect else None
         self.router = LogicRouter(self.inv, self.inv.token)
         self.router.on_failover = lambda idc: self.m_failovers.labels(idc).inc()
@@ -225,11 +236,11 @@ class AccessTier(PushService):
         return [ok for r in replies for ok in r.ok], {mid for r in replies for mid in r.missing}
 
     async def _cache_payloads(self, pushes: list[SinglePush]) -> bool:
+        keys = [KEY_PAYLOAD.format(id=p.id) for p in pushes]
         try:
-            pipe = self.cache.pipeline(transaction=False)
-            for p in pushes:
-                pipe.set(KEY_PAYLOAD.format(id=p.id), p.payload, ex=self.payload_ttl_s)
-            await pipe.execute()
+            # one command for the whole batch: redis-py spends more CPU building a pipeline of N SETs
+            # than Redis spends running them (the profile of the access tier at its ceiling)
+            await self._set_many(keys=keys, args=[self.payload_ttl_s, *(p.payload for p in pushes)])
         except RedisError as exc:
             self._storage_observed(False, exc)
             return False
