@@ -85,9 +85,16 @@ class FailRedis(Action):
             ctx.notes.append(await journaled_fault(ctx, spec))
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
-        async def fallback() -> bool:
-            return (await ctx.api.storage()).mode == "fallback"
+        switched_at: list[float] = []
 
-        detect = await wait_until(fallback, timeout=min(5.0, self.duration_s), poll=0.05)
-        await asyncio.sleep(max(0.0, self.duration_s - (detect or 0.0)))
+        async def fallback() -> bool:
+            storage = await ctx.api.storage()
+            if storage.mode == "fallback":
+                switched_at.append(storage.since)
+            return bool(switched_at)
+
+        waited = await wait_until(fallback, timeout=self.duration_s, poll=0.05)
+        await asyncio.sleep(max(0.0, self.duration_s - (waited or self.duration_s)))
+        # the access tier stamps the switch itself: detection is measured from the fault, not from our poll
+        detect = None if not switched_at else max(0.0, switched_at[0] - ctx.applied_at)
         return {"mode": self.mode, "fallback_detected_s": None if detect is None else round(detect, 2)}

@@ -4,6 +4,7 @@ pushctl fault add device-north latency --latency 200 --stream both --reset-conne
 pushctl fault down kafka
 pushctl fault list
 pushctl fault clear
+pushctl fault cpu logic-idc1 --cpus 0.2 --runtime docker
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pushctl.cli.state import state
 from pushctl.errors import TargetUnreachable, UsageError
 from pushctl.faults import links
 from pushctl.faults.toxics import KINDS, Stream, catalog_help, parse_attr_pairs
+from pushctl.runtime import get_runtime
+from pushctl.runtime.cpu import set_cpus
 
 app = typer.Typer(help="Network faults on named links (Toxiproxy toxics).", no_args_is_help=True)
 
@@ -151,3 +154,33 @@ def _done(results: list[links.FaultResult], json_out: bool, plan: dict[str, obje
         render.print_json(body)
     else:
         render.fault_results(results)
+
+
+@app.command()
+def cpu(
+    ctx: typer.Context,
+    component: Annotated[str, typer.Argument(metavar="COMPONENT", help="e.g. logic-idc1, bypass, kafka.")],
+    cpus: Annotated[
+        float | None, typer.Option("--cpus", metavar="N", help="CPUs it may use, e.g. 0.2 (a fifth of one).")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Lift the limit.")] = False,
+    runtime: Annotated[
+        str, typer.Option("--runtime", "-r", envvar="PUSHCTL_RUNTIME", help="Where the stack runs: process, docker.")
+    ] = "process",
+    json_out: JsonOpt = False,
+) -> None:
+    """Cap COMPONENT's CPU to emulate lost capacity (`--clear` lifts it).
+
+    docker: a CFS quota on its container. process: a cgroup v2 cpu.max where this machine lets
+    pushctl write one, else exit 2.
+    """
+    if (cpus is None) == (not clear):
+        raise UsageError("give either --cpus N or --clear")
+    rt = get_runtime(runtime, state(ctx).inventory, log=render.info)
+    message = asyncio.run(set_cpus(rt, component, None if clear else cpus))
+    if json_out:
+        render.print_json(
+            {"component": component, "runtime": runtime, "cpus": None if clear else cpus, "result": message}
+        )
+    else:
+        render.info(message)

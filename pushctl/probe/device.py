@@ -147,6 +147,8 @@ class _End:
     order: frames.Reconnect | None = None
     order_at: float = 0.0
     endpoints: tuple[Endpoint, ...] = ()
+    # make-before-break: the next connection, already authenticated, when the device moved gracefully
+    handover: tuple[ClientConnection, frames.AuthOk, Endpoint] | None = None
 
 
 class Dispatcher:
@@ -206,6 +208,7 @@ class Device:
         self._wake: asyncio.Future[str] | None = None
         self._order: tuple[float, frames.Reconnect] | None = None
         self._last_region: str | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def region(self) -> str | None:
@@ -217,8 +220,12 @@ class Device:
         self._episode = ("initial", time.time(), None, 0)
         endpoints = await self._endpoints()
         idx, attempt = 0, 0
+        handover: tuple[ClientConnection, frames.AuthOk, Endpoint] | None = None
         while True:
-            end = await self._session(endpoints[idx % len(endpoints)])
+            if handover is not None:
+                end, handover = await self._live(*handover), None
+            else:
+                end = await self._session(endpoints[idx % len(endpoints)])
             if end.kind == "refused":
                 self.stats.refusals += 1
                 attempt += 1
@@ -238,45 +245,90 @@ class Device:
             elif end.kind == "order":
                 assert end.order is not None  # noqa: S101 - an order end always carries its frame
                 self._episode = ("order", end.order_at, self._last_region, 0)
+                if end.handover is not None:
+                    handover = end.handover
+                    continue
                 fresh = await self._endpoints()
                 allowed = tuple(e for e in fresh if e.region not in end.order.avoid)
                 endpoints, idx = (allowed or fresh), 0
             else:
                 self._episode = ("rebalance", time.time(), self._last_region, 0)
                 endpoints, idx = end.endpoints, 0
+                if end.handover is not None:
+                    handover = end.handover
 
     async def _session(self, ep: Endpoint) -> _End:
-        cfg = self.config
-        authenticated = False
         if self._episode is not None:
             cause, since, origin, attempts = self._episode
             self._episode = (cause, since, origin, attempts + 1)
         try:
-            async with connect(
-                ws_url(ep.url),
-                compression=None,
-                proxy=None,
-                open_timeout=cfg.open_timeout,
-                ping_interval=cfg.ping_interval,
-                ping_timeout=cfg.ping_timeout,
-                close_timeout=1.0,
-            ) as ws:
-                auth = frames.Auth(device=self.id, token=self._token, region=self.home)
-                await ws.send(auth.model_dump_json())
-                async with asyncio.timeout(cfg.auth_timeout):
-                    reply = json.loads(await ws.recv())
-                if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
-                    return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
-                ok = frames.AuthOk.model_validate(reply)
-                authenticated = True
-                self._connected(ok.region or ep.region)
-                try:
-                    return await self._serve(ws)
-                finally:
-                    self._disconnected()
+            opened = await self._open(ep)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
-            # ValueError covers undecodable JSON and pydantic's ValidationError
-            return _End("lost" if authenticated else "refused")
+            return _End("refused")
+        if opened is None:
+            return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
+        return await self._live(*opened)
+
+    async def _open(self, ep: Endpoint) -> tuple[ClientConnection, frames.AuthOk, Endpoint] | None:
+        """Connect and authenticate; None when the broker refused (the connection is closed then)."""
+        cfg = self.config
+        ws = await connect(
+            ws_url(ep.url),
+            compression=None,
+            proxy=None,
+            open_timeout=cfg.open_timeout,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            close_timeout=1.0,
+        )
+        try:
+            auth = frames.Auth(device=self.id, token=self._token, region=self.home)
+            await ws.send(auth.model_dump_json())
+            async with asyncio.timeout(cfg.auth_timeout):
+                reply = json.loads(await ws.recv())
+            if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
+                await ws.close()
+                return None
+            return ws, frames.AuthOk.model_validate(reply), ep
+        except BaseException:
+            await ws.close()
+            raise
+
+    async def _live(self, ws: ClientConnection, ok: frames.AuthOk, ep: Endpoint) -> _End:
+        """Serve an authenticated connection until it ends; close it (unless it was handed over)."""
+        self._connected(ok.region or ep.region)
+        end = _End("lost")
+        try:
+            end = await self._serve(ws)
+        except (OSError, TimeoutError, ConnectionClosed, ValueError):
+            pass  # ValueError covers undecodable JSON and pydantic's ValidationError
+        finally:
+            self._disconnected()
+            if end.handover is None:
+                await ws.close()
+            else:
+                # the new connection must be read at once: the old one's close handshake goes on aside
+                closing = asyncio.create_task(ws.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        return end
+
+    async def _handover(
+        self, candidates: Sequence[Endpoint]
+    ) -> tuple[ClientConnection, frames.AuthOk, Endpoint] | None:
+        """Make-before-break: authenticate on the first candidate that accepts, old connection still open.
+
+        A device that moves on purpose (a reconnect order, going home after a drain) keeps reading
+        its old connection until the new one is routable, so nothing in flight waits for a retry.
+        """
+        for ep in candidates:
+            try:
+                opened = await self._open(ep)
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
+                continue
+            if opened is not None:
+                return opened
+        return None
 
     async def _serve(self, ws: ClientConnection) -> _End:
         cfg = self.config
@@ -292,7 +344,10 @@ class Device:
                 waiting: set[asyncio.Future[Any]] = {reader, wake}
                 await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if wake.done() and self._order is not None:
-                    return _End("order", self._order[1], self._order[0])
+                    at, order = self._order
+                    fresh = await self._endpoints()
+                    allowed = tuple(e for e in fresh if e.region not in order.avoid) or fresh
+                    return _End("order", order, at, handover=await self._handover(allowed[:2]))
                 if reader.done():
                     if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
                         order = self._order or (
@@ -305,7 +360,7 @@ class Device:
                     if self._order is None:  # an order in progress moves the device anyway
                         fresh = await self._ask_dispatcher()
                         if fresh and fresh[0].region != self.stats.region and not reader.done():
-                            return _End("rebalance", endpoints=fresh)
+                            return _End("rebalance", endpoints=fresh, handover=await self._handover(fresh[:1]))
                     next_check = loop.time() + self._jittered(check_every)
         finally:
             self._wake = None

@@ -353,12 +353,21 @@ class AccessTier(PushService):
                 log.warning("cache Redis answers again: payloads go to the cache")
 
     async def _storage_routine(self) -> None:
+        """PING the cache every 200 ms; a failed PING, or one slower than PUSHCTL_CACHE_SLOW_MS, means
+        fallback: a slow cache costs every push its round trip twice (write here, read in logic) and
+        builds a backlog, so it is treated like a failed one (the "Redis slow" runbook)."""
+        slow_s = float(os.environ.get("PUSHCTL_CACHE_SLOW_MS", "100")) / 1000
         while True:
             await asyncio.sleep(0.2)
+            started = time.perf_counter()
             try:
                 await self.cache.ping()
             except RedisError as exc:
                 self._storage_observed(False, exc)
+                continue
+            elapsed = time.perf_counter() - started
+            if elapsed > slow_s:
+                self._storage_observed(False, TimeoutError(f"PING took {elapsed * 1000:.0f} ms"))
             else:
                 self._storage_observed(True)
 

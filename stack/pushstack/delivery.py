@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ class PayloadResolver:
         self.kv_reads = 0
         self._skip_until = 0.0  # after a cache error, do not wait on it again for a moment
         self.pause_after_error = 1.0
+        self.slow_s = float(os.environ.get("PUSHCTL_CACHE_SLOW_MS", "100")) / 1000  # as the access tier
 
     async def resolve(self, items: Sequence[Item]) -> Resolved:
         out = Resolved()
@@ -132,6 +134,7 @@ class PayloadResolver:
         """Values for refs; None when the cache failed (now, or less than a moment ago)."""
         if time.monotonic() < self._skip_until:
             return None
+        started = time.monotonic()
         try:
             values = cast("list[str | None]", await self._cache.mget(refs))
         except RedisError as exc:
@@ -140,6 +143,9 @@ class PayloadResolver:
             self.cache_ok = False
             self._skip_until = time.monotonic() + self.pause_after_error
             return None
+        if time.monotonic() - started > self.slow_s:
+            # a slow cache: use these values, but let the next batches read the disk KV for a moment
+            self._skip_until = time.monotonic() + self.pause_after_error
         self.cache_ok = True
         return values
 

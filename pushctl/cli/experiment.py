@@ -1,0 +1,251 @@
+"""`pushctl experiment validate|plan|run|list|report|schema`: game-day experiments and CI gates.
+
+pushctl experiment validate experiments/
+pushctl experiment plan experiments/redis-outage.yaml
+pushctl experiment run experiments/ --junit out/experiments.xml --html out/experiments.html
+
+Exit codes of `run`: 0 every experiment passed; 1 a hypothesis deviated, a stop condition fired
+or a step failed; 2 invalid input (every problem is listed with file, line and field path; nothing
+ran); 4 the target is unreachable or unhealthy; 6 another action or experiment holds the target;
+7 a rollback failed (run `pushctl recover` once the cause is fixed); 130 interrupted (after the
+rollbacks ran). Several experiments: the most severe code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pushctl import render
+from pushctl.cli.state import state
+from pushctl.contract.topology import Inventory
+from pushctl.errors import UsageError
+from pushctl.experiments import (
+    ExperimentInvalid,
+    Problem,
+    Resolved,
+    RunSettings,
+    check_file,
+    find_experiments,
+    read_journal,
+    resolve,
+    run_experiment,
+    schema_text,
+    worst_exit,
+    write_html,
+    write_junit,
+)
+from pushctl.experiments.run import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_ROLLBACK
+
+app = typer.Typer(
+    help="Game-day experiments: steady state, method, stop conditions, rollbacks; JUnit and HTML reports.",
+    no_args_is_help=True,
+)
+
+PathArg = Annotated[Path, typer.Argument(metavar="FILE|DIR", help="An experiment file or a directory of them.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+STOP_AFTER = (EXIT_ROLLBACK, EXIT_INTERRUPTED, EXIT_LOCKED)  # the target is not ours, or not at its baseline
+
+
+def _load_all(inv: Inventory, target: Path) -> tuple[list[Resolved], list[Problem], list[Path]]:
+    """Every file under `target`, validated and resolved against `inv`; all problems collected."""
+    files = find_experiments(target)
+    resolved: list[Resolved] = []
+    problems: list[Problem] = []
+    for path in files:
+        found, loaded = check_file(path)
+        problems += found
+        if loaded is None:
+            continue
+        try:
+            resolved.append(resolve(inv, loaded))
+        except ExperimentInvalid as exc:
+            problems += exc.problems
+    return resolved, problems, files
+
+
+def _confirm(inv: Inventory, confirm: str | None) -> None:
+    if inv.reference:
+        return
+    if confirm != inv.name:
+        raise UsageError(
+            f"inventory {inv.name!r} is not the reference stack: experiments change it for real",
+            hint=f"pass --confirm-target {inv.name} to run against it",
+        )
+
+
+@app.command("validate")
+def validate(ctx: typer.Context, target: PathArg, json_out: JsonOpt = False) -> None:
+    """Check experiment files (schema, names in the inventory, blast radius); exit 2 listing every problem."""
+    resolved, problems, files = _load_all(state(ctx).inventory, target)
+    if json_out:
+        render.print_json(
+            {
+                "files": [str(f) for f in files],
+                "valid": [str(r.loaded.path) for r in resolved],
+                "problems": [p.to_json() for p in problems],
+            }
+        )
+        if problems:
+            raise typer.Exit(2)
+        return
+    if problems:
+        raise ExperimentInvalid(problems)
+    render.experiment_valid([(str(r.loaded.path), r.experiment.title) for r in resolved])
+
+
+@app.command("plan")
+def plan(ctx: typer.Context, target: PathArg, json_out: JsonOpt = False) -> None:
+    """The resolved plan: every change on every component, in order, with how it is undone."""
+    resolved, problems, _ = _load_all(state(ctx).inventory, target)
+    if problems:
+        raise ExperimentInvalid(problems)
+    if json_out:
+        render.print_json([_plan_json(r) for r in resolved])
+        return
+    for r in resolved:
+        render.experiment_plan(r)
+
+
+def _plan_json(r: Resolved) -> dict[str, Any]:
+    exp = r.experiment
+    return {
+        "file": str(r.loaded.path),
+        "title": exp.title,
+        "probe": exp.probe.model_dump(mode="json"),
+        "steady_state": [c.title() for c in exp.steady_state.probes],
+        "during": [c.title() for c in exp.steady_state.during],
+        "method": [s.to_json() for s in r.steps],
+        "stop_conditions": [c.title() for c in exp.stop_conditions],
+        "rollbacks": {
+            "automatic": "every applied action still in effect is undone from its journal, newest first",
+            "listed": [s.to_json() for s in r.rollbacks],
+        },
+    }
+
+
+@app.command("list")
+def list_experiments(
+    ctx: typer.Context,
+    target: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of experiments.")] = Path("experiments"),
+    json_out: JsonOpt = False,
+) -> None:
+    """The experiments of a directory: title, tags, steps, and whether each file is valid."""
+    rows = []
+    for path in find_experiments(target):
+        problems, loaded = check_file(path)
+        exp = loaded.experiment if loaded else None
+        rows.append(
+            {
+                "file": str(path),
+                "valid": not problems,
+                "title": exp.title if exp else None,
+                "tags": exp.tags if exp else [],
+                "steps": len(exp.method) if exp else None,
+                "problems": [str(p) for p in problems],
+            }
+        )
+    if json_out:
+        render.print_json(rows)
+    else:
+        render.experiment_list(rows)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    target: PathArg,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    confirm_target: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-target",
+            metavar="NAME",
+            help="Required unless the inventory is the reference stack: its name, to confirm you mean to change it.",
+        ),
+    ] = None,
+    runtime: Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", help="process or docker.")] = "process",
+    no_live: Annotated[bool, typer.Option("--no-live", help="No live view (the default when not a terminal).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run experiments: steady state -> method (SLO watch, stop conditions) -> steady state -> rollbacks."""
+    inv = state(ctx).inventory
+    resolved, problems, _ = _load_all(inv, target)
+    if problems:
+        raise ExperimentInvalid(problems)
+    _confirm(inv, confirm_target)
+    results: list[dict[str, Any]] = []
+    codes: list[int] = []
+    try:
+        for r in resolved:
+            with render.ExperimentLive(enabled=not (no_live or json_out)) as show:
+                settings = RunSettings(log=render.info, runtime=runtime, on_update=show)
+                result = asyncio.run(run_experiment(inv, r, settings))
+            results.append(result.journal)
+            codes.append(result.exit_code)
+            if not json_out:
+                render.experiment_result(result.journal)
+            if result.exit_code in STOP_AFTER:
+                skipped = len(resolved) - len(results)
+                if skipped:
+                    render.info(f"stopping: {skipped} experiment(s) not run (exit {result.exit_code})")
+                break
+    finally:
+        if junit is not None:
+            write_junit(results, junit)
+        if html is not None:
+            write_html(results, html)
+    if json_out:
+        render.print_json([{k: v for k, v in j.items() if k != "timeline"} for j in results])
+    else:
+        render.experiment_totals(results, junit=junit, html=html)
+    code = worst_exit(codes)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("report")
+def report(
+    journals: Annotated[list[Path], typer.Argument(metavar="JOURNAL...", help="Run journals (JSON).")],
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+) -> None:
+    """Rebuild the JUnit and HTML reports from run journals (interrupted runs included)."""
+    if junit is None and html is None:
+        raise UsageError("give --junit FILE and/or --html FILE")
+    runs = []
+    for path in journals:
+        try:
+            runs.append(read_journal(path))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: not a run journal: {exc}") from exc
+    if junit is not None:
+        write_junit(runs, junit)
+    if html is not None:
+        write_html(runs, html)
+    code = worst_exit([_exit_code(r) for r in runs])
+    if code:
+        raise typer.Exit(code)
+
+
+def _exit_code(run: dict[str, Any]) -> int:
+    """A journal's exit code; a killed run never wrote one: it counts as interrupted."""
+    if run.get("exit_code") is not None:
+        return int(run["exit_code"])
+    return {"completed": 0, "interrupted": 130}.get(str(run.get("status")), 1)
+
+
+@app.command("schema")
+def schema(
+    write: Annotated[Path | None, typer.Option("--write", help="Write the schema to this file.")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of experiment files (experiments/schema.json)."""
+    text = schema_text()
+    if write is None:
+        render.raw(text)
+    else:
+        write.write_text(text, encoding="utf-8")

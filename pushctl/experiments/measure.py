@@ -1,0 +1,191 @@
+"""Evaluate checks: probe measures over windows of sent messages, platform status, metrics.
+
+A windowed delivery check looks at messages *sent* in [start, end) and is read once every one of
+them has had its chance: `cutoff` is when it is read, and a message not delivered by then counts
+as lost. The hypothesis waits the probe's grace period after a window (as the probe's own final
+summary does); a stop condition reads its window one deadline later, so there "lost" means "not
+delivered within the deadline yet" (late or lost), the earliest a breach can be known.
+
+    m = Measurer(inv, api, probe)
+    result = m.delivery(check, since=t0, until=t1, cutoff=time.time())
+    result.ok, result.value, result.detail
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pushctl.actions.status import live_status
+from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
+from pushctl.errors import PushctlError
+from pushctl.experiments.model import INSTANT_MEASURES, DeliveryCheck, Measure, MetricCheck, StatusCheck
+from pushctl.probe.ledger import Counts, LedgerSummary
+from pushctl.probe.probe import Probe
+
+
+@dataclass
+class CheckResult:
+    """One evaluation of one check."""
+
+    title: str
+    kind: str  # delivery | status | metric
+    tolerance: str
+    value: Any
+    ok: bool
+    detail: str
+    at: float
+    since: float | None = None
+    until: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:g}"
+    return "n/a" if value is None else str(value)
+
+
+def counts_value(counts: Counts, measure: Measure) -> float | int | None:
+    """A measure read from ledger counts (None when there is nothing to measure)."""
+    lat = counts.latency_ms
+    return {
+        Measure.DELIVERY_RATE: counts.delivery_rate,
+        Measure.LOST: counts.lost,
+        Measure.LATE: counts.late,
+        Measure.SENT: counts.sent,
+        Measure.ON_TIME: counts.on_time,
+        Measure.DUPLICATES: counts.duplicates,
+        Measure.LATENCY_P50_MS: lat.p50,
+        Measure.LATENCY_P95_MS: lat.p95,
+        Measure.LATENCY_P99_MS: lat.p99,
+    }.get(measure)
+
+
+def status_value(data: Any, path: str) -> Any:
+    """Walk a dotted path into `pushctl status --json`; a list ends as its length."""
+    current = data
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return len(current) if isinstance(current, list) else current
+
+
+class Measurer:
+    """Reads the probe and the platform for checks."""
+
+    def __init__(self, inv: Inventory, api: PlatformClient, probe: Probe) -> None:
+        self.inv = inv
+        self.api = api
+        self.probe = probe
+
+    # ---- the probe ------------------------------------------------------------------------------
+    def window_summary(self, *, since: float, until: float, cutoff: float) -> LedgerSummary:
+        return self.probe.ledger.summary(cutoff=cutoff, since=since, until=until)
+
+    def delivery(
+        self,
+        check: DeliveryCheck,
+        *,
+        since: float,
+        until: float,
+        cutoff: float,
+        summary: LedgerSummary | None = None,
+    ) -> CheckResult:
+        """A windowed check over messages sent in [since, until), read at `cutoff`."""
+        if check.measure in INSTANT_MEASURES:
+            return self.instant(check)
+        summary = summary or self.window_summary(since=since, until=until, cutoff=cutoff)
+        counts: Counts | None = summary if check.region is None else summary.by_region.get(check.region)
+        value = None if counts is None else counts_value(counts, check.measure)
+        sent = 0 if counts is None else counts.sent
+        ok = value is not None and check.tolerance.holds(value) and (sent > 0 or check.measure == Measure.SENT)
+        where = f" in {check.region}" if check.region else ""
+        detail = (
+            f"{check.measure.value}{where} = {fmt_value(value)} (want {check.tolerance.describe()}) over {sent} "
+            f"messages sent in {until - since:.1f}s"
+            + ("" if counts is None else f" (on time {counts.on_time}, late {counts.late}, lost {counts.lost})")
+        )
+        if sent == 0 and check.measure != Measure.SENT:
+            detail += ": nothing was sent in the window"
+        return CheckResult(
+            check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time(), since, until
+        )
+
+    def instant(self, check: DeliveryCheck) -> CheckResult:
+        snap = self.probe.snapshot()
+        if check.measure == Measure.CONNECTED:
+            value: float = snap.connected.get(check.region, 0) if check.region else snap.online
+        else:
+            value = round(100.0 * snap.online / snap.devices, 2) if snap.devices else 0.0
+        ok = check.tolerance.holds(value)
+        where = f" in {check.region}" if check.region else ""
+        detail = f"{check.measure.value}{where} = {fmt_value(value)} (want {check.tolerance.describe()})"
+        return CheckResult(check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time())
+
+    # ---- the platform ----------------------------------------------------------------------------
+    async def status_data(self, root: str) -> dict[str, Any]:
+        """The part of `pushctl status --json` under `root`, read with this measurer's one client.
+
+        (`live_status` opens new HTTP clients on every call; building their TLS contexts blocks
+        the event loop, and with it the probe, for a noticeable moment on a busy machine.)
+        """
+        api = self.api
+        try:
+            if root in ("policies", "regions"):
+                policies = await api.policies()
+                return {
+                    "policies": [p.model_dump() for p in policies.policies],
+                    "regions": {k: v.model_dump() for k, v in policies.regions.items()},
+                }
+            if root == "connections":
+                conns = await api.all_connections()
+                return {root: {r: (c.model_dump() if c else None) for r, c in conns.items()}}
+            if root in ("routing", "throttle", "storage"):
+                read = {"routing": api.routing, "throttle": api.throttle, "storage": api.storage}[root]
+                return {root: (await read()).model_dump()}
+            if root == "buffer_lag":
+                return {root: await api.buffer_lag()}
+            if root == "stack":
+                return {root: self.inv.name}
+            return await live_status(self.inv)  # faults, actions: rarely checked
+        except PushctlError as exc:
+            return {root: {"error": exc.message}}
+
+    async def status(self, check: StatusCheck, *, data: dict[str, Any] | None = None) -> CheckResult:
+        if data is None:
+            data = await self.status_data(check.status.split(".")[0])
+        value = status_value(data, check.status)
+        error = ""
+        unread = status_value(data, check.status.split(".")[0] + ".error")
+        if unread is not None:  # live_status puts {"error": ...} where a component did not answer
+            value, error = None, f": could not read it ({unread})"
+        ok = value is not None and check.tolerance.holds(value)
+        detail = f"status {check.status} = {fmt_value(value)} (want {check.tolerance.describe()}){error}"
+        return CheckResult(check.title(), "status", check.tolerance.describe(), value, ok, detail, time.time())
+
+    async def metric(self, check: MetricCheck) -> CheckResult:
+        try:
+            value = await self.api.metric_value(check.service, check.metric)
+            error = ""
+        except PushctlError as exc:
+            value, error = None, f": {exc.message}"
+        ok = value is not None and check.tolerance.holds(value)
+        detail = f"{check.service} {check.metric} = {fmt_value(value)} (want {check.tolerance.describe()}){error}"
+        return CheckResult(check.title(), "metric", check.tolerance.describe(), value, ok, detail, time.time())
+
+    async def now(self, check: Any, *, since: float, until: float, cutoff: float) -> CheckResult:
+        """Any check: a delivery check over [since, until), the others read right now."""
+        if isinstance(check, DeliveryCheck):
+            return self.delivery(check, since=since, until=until, cutoff=cutoff)
+        if isinstance(check, StatusCheck):
+            return await self.status(check)
+        return await self.metric(check)

@@ -1,0 +1,648 @@
+"""Run one experiment: steady state before -> method (SLO watch, stop conditions) -> after -> rollbacks.
+
+    result = await run_experiment(inv, resolved, RunSettings(log=print))
+    result.status, result.deviated, result.exit_code, result.journal_path
+
+One probe runs from before the first hypothesis check until the rollbacks are done. Every action
+is journaled through `pushctl.actions.journal` before it changes anything, so `pushctl recover`
+undoes what a `kill -9`ed run left; the rollbacks themselves run in `finally`, on an exception,
+a stop condition, SIGINT or SIGTERM (a second signal waits for them). The target's lock is held
+throughout: one experiment (or action) at a time per target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pushctl.actions.base import ActionContext
+from pushctl.actions.journal import Journal, open_entries
+from pushctl.actions.lock import TargetLock
+from pushctl.actions.runner import check_platform
+from pushctl.actions.undo import run_undo
+from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
+from pushctl.errors import ComponentFailed, LockHeld, PushctlError, RollbackFailed, TargetUnreachable
+from pushctl.experiments.measure import CheckResult, Measurer
+from pushctl.experiments.model import INSTANT_MEASURES, DeliveryCheck, ProbeStep, SpikeStep
+from pushctl.experiments.resolve import Resolved, ResolvedStep
+from pushctl.experiments.run_journal import RunJournal, RunStatus
+from pushctl.experiments.watch import Timeline, Watch
+from pushctl.faults.links import clear_faults
+from pushctl.probe.probe import Probe, ProbeOptions
+
+EXIT_PASSED, EXIT_DEVIATED, EXIT_UNREACHABLE, EXIT_LOCKED, EXIT_ROLLBACK, EXIT_INTERRUPTED = 0, 1, 4, 6, 7, 130
+SEVERITY = (EXIT_ROLLBACK, EXIT_INTERRUPTED, EXIT_UNREACHABLE, 5, EXIT_LOCKED, 3, EXIT_DEVIATED, EXIT_PASSED)
+
+
+class _Aborted(Exception):
+    """A stop condition fired (or a background step failed): leave the method now."""
+
+
+@dataclass
+class RunSettings:
+    log: Callable[[str], None]
+    runtime: str = "process"
+    journal_path: Path | None = None
+    on_update: Callable[[LiveState], None] | None = None  # the live view
+
+
+@dataclass
+class LiveState:
+    """What the live view shows; updated in place by the runner."""
+
+    title: str
+    phase: str = "starting"
+    step: str = ""
+    active: dict[int, str] = field(default_factory=dict)  # applied, not yet undone
+    probe: Probe | None = None
+    watch: Watch | None = None
+    rates: list[float | None] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    title: str
+    file: str
+    status: RunStatus
+    deviated: bool
+    exit_code: int
+    journal_path: Path
+    journal: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_PASSED
+
+
+@dataclass
+class _Applied:
+    step: ResolvedStep
+    journal: Journal
+    ctx: ActionContext
+    record: dict[str, Any]
+    window: dict[str, Any]
+
+
+class ExperimentRun:
+    """One run's state; `run_experiment` is the entry point."""
+
+    def __init__(self, inv: Inventory, resolved: Resolved, settings: RunSettings) -> None:
+        self.inv = inv
+        self.resolved = resolved
+        self.exp = resolved.experiment
+        self.settings = settings
+        self.log = settings.log
+        self.journal = RunJournal.create(
+            inv,
+            str(resolved.loaded.path),
+            self.exp.model_dump(mode="json", by_alias=True),
+            path=settings.journal_path,
+        )
+        self.live = LiveState(self.exp.title)
+        self.applied: list[_Applied] = []
+        self.background: list[asyncio.Task[None]] = []
+        self.halt = asyncio.Event()  # a stop condition fired, or a background step failed
+        self.halt_reason: str | None = None
+        self.deviated = False
+        self.status: RunStatus = "running"
+        self.exit_code = EXIT_PASSED
+        self.error: str | None = None
+        self.interrupted: list[str] = []
+        self.probe: Probe | None = None
+        self.api: PlatformClient | None = None
+        self.measurer: Measurer | None = None
+        self.watch: Watch | None = None
+        self.method_window: tuple[float, float] | None = None
+
+    # ---- the whole run ---------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            if not self.interrupted:
+                self.interrupted.append(name)
+                self.log(f"{name}: stopping the experiment, rolling back ...")
+                if task is not None:
+                    task.cancel()
+            else:
+                self.log(f"{name}: rollback in progress, please wait")
+
+        handlers = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, on_signal, sig.name)
+                handlers.append(sig)
+        lock = TargetLock(self.inv, f"experiment {self.exp.title!r}")
+        timeline_task: asyncio.Task[None] | None = None
+        owner = False
+        live_task = asyncio.create_task(self._live_routine(), name="experiment-live")
+        try:
+            try:
+                lock.acquire()
+                leftovers = open_entries(self.inv)
+                if leftovers:
+                    raise LockHeld(
+                        f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left "
+                        "changes behind",
+                        hint="run `pushctl recover` first",
+                    )
+                owner = True  # from here on, whatever happens, the rollbacks run
+                self.api = PlatformClient(self.inv)
+                try:
+                    await check_platform(self.inv)
+                except ComponentFailed as exc:
+                    raise TargetUnreachable(exc.message, hint=exc.hint) from exc
+                timeline_task = await self._start_probe()
+                await self._phases()
+            except asyncio.CancelledError:
+                if not self.interrupted:
+                    raise
+                if task is not None:
+                    task.uncancel()
+                self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {self.interrupted[0]}")
+            except PushctlError as exc:
+                code = exc.exit_code if exc.exit_code in SEVERITY else EXIT_DEVIATED
+                self._fail("failed", code, exc.message)
+            finally:
+                try:
+                    if owner:
+                        await self._rollback()
+                finally:
+                    await self._stop_probe(timeline_task)
+                    lock.release()
+                    if self.api is not None:
+                        await self.api.aclose()
+        finally:
+            live_task.cancel()
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+        if self.status == "running":
+            self.status = "failed" if self.deviated else "completed"
+            self.exit_code = EXIT_DEVIATED if self.deviated else EXIT_PASSED
+        self.journal.finish(self.status, deviated=self.deviated, exit_code=self.exit_code, error=self.error)
+        self.live.phase = "done"
+        self._update()
+        return RunResult(
+            self.exp.title,
+            str(self.resolved.loaded.path),
+            self.status,
+            self.deviated,
+            self.exit_code,
+            self.journal.path,
+            self.journal.data,
+        )
+
+    def _fail(self, status: RunStatus, code: int, message: str) -> None:
+        if self.status in ("running", "failed", "aborted") and _worse(code, self.exit_code):
+            self.exit_code = code
+        if self.status == "running" or status == "interrupted":
+            self.status = status
+        self.error = self.error or message
+        self.log(f"{self.exp.title}: {message}")
+
+    def _update(self) -> None:
+        if self.settings.on_update is not None:
+            self.settings.on_update(self.live)
+
+    async def _live_routine(self) -> None:
+        """Refresh the live view twice a second (from the event loop: the view reads the ledger)."""
+        if self.settings.on_update is None:
+            return
+        while True:
+            self._update()
+            await asyncio.sleep(0.5)
+
+    async def _start_probe(self) -> asyncio.Task[None]:
+        p = self.exp.probe
+        opts = ProbeOptions(
+            devices=p.devices, rate=p.rate, duration=None, deadline=p.deadline, grace=p.grace, regions=p.regions
+        )
+        self.journal.phase("probe")
+        self.live.phase = "connecting probe devices"
+        self._update()
+        self.probe = Probe(self.inv, opts)
+        self.live.probe = self.probe
+        await self.probe.start()
+        assert self.api is not None  # noqa: S101 - set before the probe starts
+        self.measurer = Measurer(self.inv, self.api, self.probe)
+        timeline = Timeline(self.measurer, self.journal, settle=p.grace)
+        self.timeline = timeline
+        task = asyncio.create_task(timeline.run(), name="experiment-timeline")
+        await asyncio.sleep(p.warmup)
+        return task
+
+    async def _phases(self) -> None:
+        before = await self._hypothesis("before")
+        if not before["met"]:
+            self._fail("failed", EXIT_DEVIATED, "the steady state did not hold before the method: nothing was changed")
+            return
+        self.journal.phase("method")
+        self.live.phase = "method"
+        assert self.measurer is not None  # noqa: S101 - set by _start_probe
+        self.watch = Watch(
+            self.measurer, list(self.exp.stop_conditions), self.exp.blast_radius, self.exp.probe.deadline
+        )
+        self.live.watch = self.watch
+        watch_task = asyncio.create_task(self._watch_routine(), name="experiment-watch")
+        started = time.time()
+        try:
+            await self._until_halt(self._method())
+            if self.background:
+                await self._until_halt(self._await_background())
+        except _Aborted:
+            self._cancel_background_soon()
+            fired = self.watch.fired_by
+            if fired is not None:
+                self.status = "aborted"
+                self.exit_code = EXIT_DEVIATED
+                self.error = f"stop condition {fired.name!r} fired: {fired.last.detail if fired.last else ''}"
+                self.log(f"{self.exp.title}: ABORTED: {self.error}")
+            elif self.error is None:
+                self._fail("failed", EXIT_DEVIATED, self.halt_reason or "a background step failed")
+        finally:
+            self.method_window = (started, time.time())
+            watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch_task
+            self.journal.data["stop_conditions"] = [s.to_json() for s in self.watch.states]
+            self.journal.flush()
+        if self.status == "running":
+            after = await self._hypothesis("after")
+            if not after["met"]:
+                self.deviated = True
+
+    async def _watch_routine(self) -> None:
+        assert self.watch is not None  # noqa: S101
+        await self.watch.run()
+        if self.watch.fired.is_set():
+            self.halt.set()
+
+    async def _until_halt(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro`, cancelling it the moment a stop condition fires."""
+        work = asyncio.ensure_future(coro)
+        halted = asyncio.ensure_future(self.halt.wait())
+        try:
+            await asyncio.wait({work, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (work, halted):
+                if not t.done():
+                    t.cancel()
+            await asyncio.wait({work, halted})
+        if work.cancelled() or self.halt.is_set():
+            raise _Aborted
+        work.result()
+
+    # ---- hypothesis ----------------------------------------------------------------------------
+    async def _hypothesis(self, when: str) -> dict[str, Any]:
+        assert self.measurer is not None and self.probe is not None  # noqa: S101
+        self.journal.phase(f"steady-state-{when}")
+        self.live.phase = f"steady state {when}"
+        self._update()
+        checks = list(self.exp.steady_state.probes)
+        results = await self._evaluate(checks)
+        met = all(r.ok for r in results)
+        out = {"title": self.exp.steady_state.title, "met": met, "checks": [r.to_json() for r in results]}
+        self.journal.data["steady_states"][when] = out
+        self.journal.flush()
+        verdict = "holds" if met else "DOES NOT HOLD"
+        self.log(
+            f"steady state {when}: {verdict}" + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
+        )
+        return out
+
+    async def _evaluate(self, checks: list[Any]) -> list[CheckResult]:
+        """Windowed probe checks over the next `window` (read after the grace); the others at its end.
+
+        Reading platform state at the end of the window gives it that long to settle (e.g. the
+        access tier back on Redis a moment after Redis is).
+        """
+        assert self.measurer is not None  # noqa: S101
+        start = time.time()
+        windowed = [
+            (i, c) for i, c in enumerate(checks) if isinstance(c, DeliveryCheck) and c.measure not in INSTANT_MEASURES
+        ]
+        end = start + max((c.window for _, c in windowed), default=0.0)
+        await asyncio.sleep(max(0.0, end - time.time()))
+        results: dict[int, CheckResult] = {}
+        for i, c in enumerate(checks):
+            if i not in dict(windowed):
+                results[i] = await self.measurer.now(c, since=start, until=end, cutoff=end)
+        if windowed:
+            await asyncio.sleep(self.exp.probe.grace)
+            cutoff = time.time()
+            for i, c in windowed:
+                results[i] = self.measurer.delivery(c, since=end - c.window, until=end, cutoff=cutoff)
+        return [results[i] for i in range(len(checks))]
+
+    # ---- method --------------------------------------------------------------------------------
+    async def _method(self) -> None:
+        for step in self.resolved.steps:
+            await self._run_step(step)
+
+    async def _run_step(self, rs: ResolvedStep) -> None:
+        record: dict[str, Any] = {
+            **rs.to_json(),
+            "started_at": time.time(),
+            "ended_at": None,
+            "status": "running",
+            "output": {},
+            "journal": None,
+        }
+        self.journal.step(record)
+        self.live.step = rs.label
+        self._update()
+        self.log(f"step {rs.index + 1}: {rs.label}")
+        try:
+            if rs.kind == "wait":
+                await asyncio.sleep(rs.duration_s or 0.0)
+            elif rs.kind == "probe":
+                await self._probe_step(rs, record)
+            elif rs.kind == "spike":
+                window = self._window(rs, record)
+                coro = self._spike(rs, record, window)
+                if rs.background:
+                    self._in_background(rs, record, coro)
+                    return
+                await coro
+            else:
+                await self._action_step(rs, record)
+                if rs.background:
+                    return
+        except asyncio.CancelledError:
+            record.update(status="cancelled", ended_at=time.time())
+            self.journal.flush()
+            raise
+        except PushctlError as exc:
+            record.update(status="failed", ended_at=time.time(), error=exc.message)
+            self.journal.flush()
+            raise
+        if record["status"] == "running":
+            record["status"] = "ok"
+        record["ended_at"] = record["ended_at"] or time.time()
+        self.journal.flush()
+
+    async def _probe_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
+        assert isinstance(rs.model, ProbeStep)  # noqa: S101
+        (result,) = await self._evaluate([rs.model.probe])
+        record["output"] = result.to_json()
+        if not result.ok:
+            self.deviated = True
+            record["status"] = "deviated"
+        self.log(f"  {'ok ' if result.ok else 'BAD'} {result.detail}")
+
+    def _window(self, rs: ResolvedStep, record: dict[str, Any]) -> dict[str, Any]:
+        window = {"label": rs.label, "step": rs.index, "start": time.time(), "end": None}
+        self.journal.data["windows"].append(window)
+        record["window"] = window
+        self.live.active[rs.index] = rs.label
+        return window
+
+    def _close_window(self, rs: ResolvedStep, window: dict[str, Any]) -> None:
+        window["end"] = window["end"] or time.time()
+        self.live.active.pop(rs.index, None)
+
+    async def _spike(self, rs: ResolvedStep, record: dict[str, Any], window: dict[str, Any]) -> None:
+        assert isinstance(rs.model, SpikeStep) and self.probe is not None  # noqa: S101
+        base = self.probe.rate
+        self.probe.set_rate(base * rs.model.factor)
+        try:
+            await asyncio.sleep(rs.model.duration)
+        finally:
+            self.probe.set_rate(base)
+            self._close_window(rs, window)
+            sender = self.probe.snapshot().sender
+            record["output"] = {
+                "base_rate": base,
+                "spike_rate": base * rs.model.factor,
+                "buffered": sender.buffered,
+                "rejected": sender.rejected,
+            }
+            record["ended_at"] = time.time()
+
+    async def _action_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
+        action = rs.action
+        assert action is not None and self.api is not None  # noqa: S101
+        ctx = ActionContext(self.inv, self.api, None, self.settings.runtime, self.log, self.probe)  # type: ignore[arg-type]
+        await action.preflight(ctx)
+        journal = Journal.begin(self.inv, action.name, action.params(), [s.describe() for s in action.plan()])
+        ctx.journal = journal
+        record["journal"] = journal.entry.path
+        window = self._window(rs, record)
+        applied = _Applied(rs, journal, ctx, record, window)
+        self.applied.append(applied)
+        ctx.applied_at = window["start"] = time.time()
+        await action.apply(ctx)
+        journal.set_status("applied")
+        record["notes"] = ctx.notes
+        self.journal.flush()
+        if rs.background:
+            self._in_background(rs, record, self._effect(applied))
+        else:
+            await self._effect(applied)
+
+    async def _effect(self, applied: _Applied) -> None:
+        """Wait for the action's effect; a step with a duration then undoes itself."""
+        rs, ctx, record = applied.step, applied.ctx, applied.record
+        action = rs.action
+        assert action is not None  # noqa: S101
+        measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
+        if not action.drill:
+            applied.journal.set_status("held")  # nothing to undo (restore is itself an undo)
+            self._close_window(rs, applied.window)
+        elif rs.reverts:
+            outcomes = await run_undo(self.inv, applied.journal.entry.undo, log=self.log)
+            ok = all(o.ok for o in outcomes)
+            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
+            self._close_window(rs, applied.window)
+            record["undo"] = [{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes]
+            self.journal.data["rollbacks"] += [
+                {
+                    "step": o.step.describe,
+                    "of": f"{rs.label} (at the end of its duration)",
+                    "ok": o.ok,
+                    "detail": o.detail,
+                    "journal": applied.journal.entry.path,
+                    "at": time.time(),
+                }
+                for o in outcomes
+            ]
+            if not ok:
+                raise RollbackFailed("; ".join(f"{o.step.describe}: {o.detail}" for o in outcomes if not o.ok))
+            measurements.update(await asyncio.wait_for(action.after_rollback(ctx), timeout=60))
+        checks = action.checks(measurements)
+        record["output"] = measurements
+        record["checks"] = [{"ok": ok, "check": text} for ok, text in checks]
+        record["ended_at"] = time.time()
+        if any(not ok for ok, _ in checks):
+            self.deviated = True
+            record["status"] = "deviated"
+        self.journal.flush()
+
+    def _in_background(self, rs: ResolvedStep, record: dict[str, Any], coro: Coroutine[Any, Any, None]) -> None:
+        async def routine() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                record.update(status="cancelled", ended_at=time.time())
+                raise
+            except PushctlError as exc:
+                record.update(status="failed", ended_at=time.time(), error=exc.message)
+                self.halt_reason = f"background step {rs.label!r} failed: {exc.message}"
+                self.halt.set()
+                raise
+            if record["status"] == "running":
+                record["status"] = "ok"
+            self.journal.flush()
+
+        self.background.append(asyncio.create_task(routine(), name=f"experiment-step-{rs.index}"))
+
+    async def _await_background(self) -> None:
+        results = await asyncio.gather(*self.background, return_exceptions=True)
+        for result in results:
+            if isinstance(result, PushctlError):
+                raise result
+
+    def _cancel_background_soon(self) -> None:
+        for t in self.background:
+            t.cancel()
+
+    # ---- rollback ----------------------------------------------------------------------------------
+    async def _rollback(self) -> None:
+        """Undo every applied action still open (newest first), then the listed rollback steps."""
+        for t in self.background:
+            t.cancel()
+        if self.background:
+            await asyncio.wait(self.background)
+        self.journal.phase("rollback")
+        self.live.phase = "rollback"
+        self._update()
+        records: list[dict[str, Any]] = self.journal.data["rollbacks"]
+        failed: list[str] = []
+        for applied in reversed(self.applied):
+            entry = applied.journal.entry
+            if not entry.open:
+                continue
+            outcomes = await run_undo(self.inv, entry.undo, log=self.log)
+            ok = all(o.ok for o in outcomes)
+            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
+            self._close_window(applied.step, applied.window)
+            for o in outcomes:
+                records.append(
+                    {
+                        "step": o.step.describe,
+                        "of": applied.step.label,
+                        "ok": o.ok,
+                        "detail": o.detail,
+                        "journal": entry.path,
+                        "at": time.time(),
+                    }
+                )
+                if not o.ok:
+                    failed.append(f"{o.step.describe}: {o.detail}")
+            if ok and not self.interrupted and applied.step.action is not None:
+                with contextlib.suppress(PushctlError, TimeoutError):
+                    await asyncio.wait_for(applied.step.action.after_rollback(applied.ctx), timeout=30)
+        for rs in self.resolved.rollbacks:
+            records.append(await self._extra_rollback(rs))
+            if not records[-1]["ok"]:
+                failed.append(f"{rs.label}: {records[-1]['detail']}")
+        self.journal.flush()
+        if failed:
+            self.status = "failed" if self.status == "running" else self.status
+            self.exit_code = EXIT_ROLLBACK
+            self.error = "rollback failed: " + "; ".join(failed)
+            self.log(f"{self.exp.title}: {self.error} (fix the cause, then `pushctl recover`)")
+
+    async def _extra_rollback(self, rs: ResolvedStep) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": rs.label, "of": "rollbacks", "ok": True, "detail": "", "at": time.time()}
+        try:
+            if rs.kind == "wait":
+                await asyncio.sleep(rs.duration_s or 0.0)
+            elif rs.kind == "clear-faults":
+                results = await clear_faults(self.inv, getattr(rs.model, "link", None))
+                out["detail"] = "; ".join(f"{r.link}: {r.connections}" for r in results if r.changed) or "no fault"
+            elif rs.action is not None:
+                assert self.api is not None  # noqa: S101
+                journal = Journal.begin(
+                    self.inv, rs.action.name, rs.action.params(), [s.describe() for s in rs.action.plan()]
+                )
+                ctx = ActionContext(self.inv, self.api, journal, self.settings.runtime, self.log, self.probe)
+                await rs.action.apply(ctx)
+                journal.set_status("held")
+                out["detail"] = "; ".join(ctx.notes) or "done"
+        except (PushctlError, TimeoutError) as exc:
+            out.update(ok=False, detail=str(exc))
+        return out
+
+    async def _stop_probe(self, timeline_task: asyncio.Task[None] | None) -> None:
+        if timeline_task is not None:
+            timeline_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timeline_task
+        if self.probe is None:
+            return
+        if self.interrupted:
+            await self.probe.close()
+            return
+        try:
+            self.live.phase = "collecting late deliveries"
+            self._update()
+            summary = await self.probe.stop()
+        except PushctlError as exc:
+            self.log(f"the probe failed to stop cleanly: {exc.message}")
+            return
+        finally:
+            await self.probe.close()
+        self.timeline.finish(summary, time.time())
+        self.journal.data["summary"] = {k: v for k, v in summary.to_json().items() if k != "per_second"}
+        if self.method_window is not None and self.status in ("running",):
+            self._during(*self.method_window)
+        self.journal.flush()
+
+    def _during(self, since: float, until: float) -> None:
+        """The `during` hypothesis: exact, over every message sent while the method ran."""
+        assert self.probe is not None and self.measurer is not None  # noqa: S101
+        checks = self.exp.steady_state.during
+        if not checks:
+            return
+        summary = self.probe.summary(since=since, until=until)
+        results = [self.measurer.delivery(c, since=since, until=until, cutoff=0.0, summary=summary) for c in checks]
+        met = all(r.ok for r in results)
+        self.journal.data["steady_states"]["during"] = {
+            "title": "during the method",
+            "met": met,
+            "checks": [r.to_json() for r in results],
+        }
+        if not met:
+            self.deviated = True
+        self.log(
+            f"during the method: {'holds' if met else 'DOES NOT HOLD'}"
+            + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
+        )
+
+
+def _worse(code: int, than: int) -> bool:
+    rank = {c: i for i, c in enumerate(SEVERITY)}
+    return rank.get(code, len(SEVERITY)) < rank.get(than, len(SEVERITY))
+
+
+def worst_exit(codes: list[int]) -> int:
+    """The exit code of several runs: the most severe one."""
+    out = EXIT_PASSED
+    for code in codes:
+        if _worse(code, out):
+            out = code
+    return out
+
+
+async def run_experiment(inv: Inventory, resolved: Resolved, settings: RunSettings) -> RunResult:
+    """Run one resolved experiment against `inv`; never leaves an applied action behind."""
+    return await ExperimentRun(inv, resolved, settings).run()

@@ -1,0 +1,7 @@
+"""The docker runtime: the reference stack in containers (`pushctl stack up --runtime docker`)."""
+
+from __future__ import annotations
+
+from pushctl.runtime.docker.runtime import DockerRuntime, connect
+
+__all__ = ["DockerRuntime", "connect"]
