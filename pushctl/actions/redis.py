@@ -11,7 +11,7 @@ from pushctl.contract.topology import Inventory, LinkKind
 from pushctl.errors import UsageError
 from pushctl.faults.links import plan_fault, plan_link_down
 
-MODES = ("down", "latency", "crash")
+MODES = ("down", "latency", "crash", "pause")
 
 
 class FailRedis(Action):
@@ -65,8 +65,8 @@ class FailRedis(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        if self.mode == "crash":
-            ctx.notes.append(await journaled_crash(ctx, self.service))
+        if self.mode in ("crash", "pause"):
+            ctx.notes.append(await journaled_crash(ctx, self.service, self.mode))
             return
         for lk in self.links:
             spec = (

@@ -16,8 +16,8 @@ from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
 from pushctl.faults.links import plan_link_down
 
-RegionMode = Literal["link-down", "vpc-down", "crash"]
-MODES: tuple[str, ...] = ("link-down", "vpc-down", "crash")
+RegionMode = Literal["link-down", "vpc-down", "crash", "pause"]
+MODES: tuple[str, ...] = ("link-down", "vpc-down", "crash", "pause")
 
 
 class FailRegion(Action):
@@ -52,11 +52,14 @@ class FailRegion(Action):
             "link-down": f"take link {target} down (the region's public network)",
             "vpc-down": f"take link {target} down (the region's VPC: logic cannot reach {self.broker})",
             "crash": f"SIGKILL {self.broker}",
+            "pause": f"freeze {self.broker} (SIGSTOP / docker pause: a hung broker)",
         }[self.mode]
-        undo = f"restart {self.broker}" if self.mode == "crash" else f"bring link {target} up"
+        undo = {"crash": f"restart {self.broker}", "pause": f"resume {self.broker}"}.get(
+            self.mode, f"bring link {target} up"
+        )
         return [
             PlanStep(
-                target if self.mode != "crash" else self.broker,
+                target if self.mode not in ("crash", "pause") else self.broker,
                 f"{change} for {self.duration_s:g}s",
                 "devices fail over by themselves; the scheduler drains the region itself; nothing is lost",
                 undo,
@@ -70,8 +73,8 @@ class FailRegion(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        if self.mode == "crash":
-            ctx.notes.append(await journaled_crash(ctx, self.broker))
+        if self.mode in ("crash", "pause"):
+            ctx.notes.append(await journaled_crash(ctx, self.broker, self.mode))
         else:
             ctx.notes.append(await journaled_fault(ctx, plan_link_down(ctx.inv, self._target())))
 

@@ -24,13 +24,14 @@ from typer.testing import CliRunner
 
 from pushctl.cli.main import main
 from pushctl.contract.topology import Inventory, load_inventory
-from pushctl.errors import UsageError
+from pushctl.errors import TargetUnreachable, UsageError
 from pushctl.runtime import cpu as cpu_mod
 from pushctl.runtime import health
 from pushctl.runtime.components import components
-from pushctl.runtime.docker import forward, spec
+from pushctl.runtime.docker import connect, forward, spec
+from pushctl.runtime.docker.engine import parse_time, tar_files
 from pushctl.runtime.docker.images import _content_hash
-from pushctl.runtime.docker.runtime import DockerRuntime, _parse_time, _tar
+from pushctl.runtime.docker.runtime import DockerRuntime
 
 _ids = itertools.count(1)
 
@@ -483,11 +484,11 @@ def test_content_hash_changes_with_any_input_file(tmp_path: Path) -> None:
 
 
 def test_tar_and_time_helpers() -> None:
-    with tarfile.open(fileobj=io.BytesIO(_tar({"/etc/pushctl/a.txt": "hello"}))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(tar_files({"/etc/pushctl/a.txt": "hello"}))) as tar:
         (member,) = tar.getmembers()
         assert member.name == "etc/pushctl/a.txt" and member.mode == 0o644
-    assert _parse_time("1970-01-01T00:00:01.500000000Z") == pytest.approx(1.5)
-    assert _parse_time("0001-01-01T00:00:00Z") is None and _parse_time(None) is None
+    assert parse_time("1970-01-01T00:00:01.500000000Z") == pytest.approx(1.5)
+    assert parse_time("0001-01-01T00:00:00Z") is None and parse_time(None) is None
 
 
 async def test_forwarder_carries_bytes_and_half_closes_to_the_loopback_port(
@@ -521,3 +522,36 @@ async def test_forwarder_carries_bytes_and_half_closes_to_the_loopback_port(
             await task
         server.close()
         await server.wait_closed()
+
+
+def test_connect_without_an_engine_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'nothing.sock'}")
+    with pytest.raises(TargetUnreachable, match="no Docker engine answers") as info:
+        connect(timeout=2)
+    assert info.value.hint is not None and "engine.sh" in info.value.hint
+
+
+async def test_process_runtime_cpu_limit_writes_cpu_max_for_the_whole_process_group(
+    inv: Inventory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pushctl.runtime.process import PidRecord, ProcessRuntime
+
+    # a cgroup v2 hierarchy as plain files (the kernel would create a new group's files itself)
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    (tmp_path / "pushctl" / f"{inv.name}-bypass").mkdir(parents=True)
+    (tmp_path / "pushctl" / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(cpu_mod, "cgroup2_root", lambda: tmp_path)
+    monkeypatch.setattr(cpu_mod, "_group_members", lambda pgid: [pgid, pgid + 1])
+    rt = ProcessRuntime(inv, log=lambda _msg: None)
+    monkeypatch.setattr(rt, "alive", lambda name: PidRecord(4242, 1, 0.0, []) if name == "bypass" else None)
+
+    assert "0.25 CPU" in await cpu_mod.set_cpus(rt, "bypass", 0.25)
+    group = tmp_path / "pushctl" / f"{inv.name}-bypass"
+    assert (group / "cpu.max").read_text() == "25000 100000\n"
+    assert (group / "cgroup.procs").read_text() == "4243\n"  # one pid per write: the last one stays
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu\n"
+    assert (tmp_path / "pushctl" / "cgroup.subtree_control").read_text() == "+cpu\n"
+    assert "lifted" in await cpu_mod.set_cpus(rt, "bypass", None)
+    assert (group / "cpu.max").read_text() == "max 100000\n"
+    with pytest.raises(UsageError, match="not running"):
+        await cpu_mod.set_cpus(rt, "access", 0.5)

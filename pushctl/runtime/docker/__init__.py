@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from pushctl.runtime.docker.runtime import DockerRuntime, connect
+from pushctl.runtime.docker.engine import connect
+from pushctl.runtime.docker.runtime import DockerRuntime
 
 __all__ = ["DockerRuntime", "connect"]

@@ -321,7 +321,7 @@ def main() -> None:
     """`stack/install/docker/images.sh`: build what `stack up --runtime docker` would, print the tags."""
     import argparse
 
-    from pushctl.runtime.docker.runtime import connect
+    from pushctl.runtime.docker.engine import connect
     from pushctl.runtime.paths import cache_dir
 
     ap = argparse.ArgumentParser(description=main.__doc__)

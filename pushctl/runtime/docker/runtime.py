@@ -2,7 +2,7 @@
 
     pushctl stack up --runtime docker        # builds the images once (cached by content), starts
     pushctl stack status --runtime docker    # the same health checks as the process runtime
-    pushctl fail redis --mode crash --runtime docker --confirm-target
+    pushctl fail redis --mode crash --runtime docker   # docker kill; rolled back by a start
     pushctl fault cpu logic-idc1 --cpus 0.2 --runtime docker
     pushctl stack down --runtime docker      # removes every container, network and volume it made
 
@@ -17,16 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import io
 import os
-import socket
-import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 # the Docker SDK ships no type hints (types-docker has them; either way works)
 import docker  # type: ignore[import-untyped, unused-ignore]
@@ -35,12 +29,13 @@ from docker.models.containers import Container  # type: ignore[import-untyped, u
 from docker.types import LogConfig  # type: ignore[import-untyped, unused-ignore]
 
 from pushctl.contract.topology import Inventory
-from pushctl.errors import ComponentFailed, PushctlError, TargetUnreachable, UsageError
+from pushctl.errors import ComponentFailed, UsageError
 from pushctl.faults import links as fault_links
 from pushctl.runtime import health, topics
 from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus
 from pushctl.runtime.components import Component, Role, components
 from pushctl.runtime.docker import spec
+from pushctl.runtime.docker.engine import connect, engine_call, parse_time, refreshed_status, tar_files
 from pushctl.runtime.docker.images import ensure_images
 from pushctl.runtime.paths import cache_dir
 
@@ -48,42 +43,6 @@ STOP_GRACE_S = 4  # as the process runtime: Kafka needs ~2.3 s for a clean shutd
 HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
 CPU_PERIOD_US = 100_000
 _LOGS = LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"})
-# every container of a stage at once: asyncio's default pool has only cores + 4 threads
-_WORKERS = 32
-_POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="pushctl-docker")
-T = TypeVar("T")
-
-
-def connect(timeout: float = 60.0) -> docker.DockerClient:
-    """A client of the engine at $DOCKER_HOST (default: the local socket) that has answered a ping."""
-    _check_socket(os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
-    client = None
-    try:
-        client = docker.from_env(timeout=int(timeout), max_pool_size=_WORKERS)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        if client is not None:
-            client.close()
-        raise TargetUnreachable(
-            f"no Docker engine answers: {exc}", hint="start one with stack/install/docker/engine.sh (needs root)"
-        ) from exc
-    return client
-
-
-def _check_socket(host: str) -> None:
-    """Fail early on a local socket nothing listens on (the SDK leaks its socket when it cannot connect)."""
-    if not host.startswith("unix://"):
-        return
-    path = host.removeprefix("unix://")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5.0)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            raise TargetUnreachable(
-                f"no Docker engine answers on {path}: {exc.strerror or exc}",
-                hint="start one with stack/install/docker/engine.sh (needs root)",
-            ) from exc
 
 
 class DockerRuntime(Runtime):
@@ -141,12 +100,12 @@ class DockerRuntime(Runtime):
 
     # ---- up --------------------------------------------------------------------------------------
     async def up(self, *, timeout: float = 120.0) -> StackStatus:
-        tags = await _engine(ensure_images, self.client, cache_dir(), self.log)
+        tags = await engine_call(ensure_images, self.client, cache_dir(), self.log)
         self._check_ports()
         deadline = time.monotonic() + timeout
         try:
             if self.network == "bridge":
-                await _engine(self._ensure_pod, tags)
+                await engine_call(self._ensure_pod, tags)
             proxies = [c for c in self.components if c.role == Role.TOXIPROXY]
             storage = [c for c in self.components if c.role in (Role.REDIS, Role.KAFKA)]
             # storage needs no link to boot: its containers start with the proxies' (Kafka's JVM
@@ -188,7 +147,7 @@ class DockerRuntime(Runtime):
         self, stage: list[Component], tags: dict[str, str], deadline: float, *, also_start: Sequence[Component] = ()
     ) -> None:
         start = [c for c in [*stage, *also_start] if c.managed]
-        await asyncio.gather(*(_engine(self._ensure_container, c, tags) for c in start))
+        await asyncio.gather(*(engine_call(self._ensure_container, c, tags) for c in start))
         await asyncio.gather(*(self._wait_healthy(c, deadline) for c in stage))
 
     def _ensure_container(self, comp: Component, tags: dict[str, str]) -> None:
@@ -231,7 +190,7 @@ class DockerRuntime(Runtime):
             cgroup_parent=self.cgroup_parent or None,
         )
         if sp.files:
-            container.put_archive("/", _tar(sp.files))
+            container.put_archive("/", tar_files(sp.files))
         return container
 
     def _ensure_pod(self, tags: dict[str, str]) -> None:
@@ -272,9 +231,9 @@ class DockerRuntime(Runtime):
         limit = min(deadline, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
         detail = "not checked"
         name = spec.container_name(self.inv.name, comp.name)
-        container = await _engine(self._by_name, name) if comp.managed else None
+        container = await engine_call(self._by_name, name) if comp.managed else None
         while time.monotonic() < limit:
-            status = await _engine(_refreshed_status, container) if container is not None else None
+            status = await engine_call(refreshed_status, container) if container is not None else None
             if comp.managed and status in (None, "exited", "dead"):
                 raise ComponentFailed(f"{comp.name} exited during start-up\n{await self._log_tail(comp.name)}")
             ok, detail = await health.check(self.inv, comp)
@@ -294,17 +253,17 @@ class DockerRuntime(Runtime):
             text = container.logs(tail=lines).decode(errors="replace").rstrip()
             return f"--- last {lines} lines of `docker logs {container.name}` ---\n{text}"
 
-        return await _engine(tail)
+        return await engine_call(tail)
 
     # ---- down ------------------------------------------------------------------------------------
     async def down(self, *, purge: bool = False) -> list[str]:
         """Remove every container, network and volume labelled with this stack (`purge` is implied)."""
-        ours = await _engine(self._ours)
+        ours = await engine_call(self._ours)
         running = [name for name, c in ours.items() if c.status in ("running", "paused", "restarting")]
         # components first, the pod (whose namespace they share) last
         await self._remove([c for n, c in ours.items() if n != spec.POD])
         await self._remove([c for n, c in ours.items() if n == spec.POD])
-        await _engine(self._remove_networks_and_volumes)
+        await engine_call(self._remove_networks_and_volumes)
         if any(not tp.managed for tp in self.inv.toxiproxy.values()):
             await fault_links.remove_links(self.inv)
         return [n for n in running if n != spec.POD]
@@ -319,7 +278,7 @@ class DockerRuntime(Runtime):
                     container.stop(timeout=STOP_GRACE_S)
                 container.remove(force=True)
 
-        await asyncio.gather(*(_engine(remove, c) for c in containers))
+        await asyncio.gather(*(engine_call(remove, c) for c in containers))
 
     def _remove_networks_and_volumes(self) -> None:
         flt = spec.stack_filter(self.inv.name)
@@ -332,7 +291,7 @@ class DockerRuntime(Runtime):
 
     # ---- status, logs ------------------------------------------------------------------------------
     async def status(self) -> StackStatus:
-        ours = await _engine(self._ours)
+        ours = await engine_call(self._ours)
 
         async def one(comp: Component) -> ComponentStatus:
             container = ours.get(comp.name)
@@ -341,7 +300,7 @@ class DockerRuntime(Runtime):
             ok, detail = await health.check(self.inv, comp) if running else (False, "not running")
             if container is not None and container.status == "paused":
                 ok, detail = False, "paused"
-            started = _parse_time(state.get("StartedAt")) if running and container is not None else None
+            started = parse_time(state.get("StartedAt")) if running and container is not None else None
             return ComponentStatus(
                 name=comp.name,
                 role=comp.role.value,
@@ -381,98 +340,54 @@ class DockerRuntime(Runtime):
             return await self._restart(comp, only_if_down=action == "ensure-running")
         if action not in ("crash", "pause", "resume"):
             raise UsageError(f"unknown action {action!r}; valid: crash, pause, resume, restart, ensure-running")
-        container = await _engine(self._container, component)
+        container = await engine_call(self._container, component)
         if container is None or container.status not in ("running", "paused"):
             raise UsageError(f"{component} is not running")
         if action == "crash":
             if container.status == "paused":
-                await _engine(container.unpause)  # the engine refuses to kill a paused container
-            await _engine(container.kill, "SIGKILL")
+                await engine_call(container.unpause)  # the engine refuses to kill a paused container
+            await engine_call(container.kill, "SIGKILL")
             return f"killed {component} (container {container.short_id}, SIGKILL)"
         if action == "pause":
             if container.status != "paused":
-                await _engine(container.pause)
+                await engine_call(container.pause)
             return f"paused {component} (container {container.short_id}, cgroup freezer)"
         if container.status == "paused":
-            await _engine(container.unpause)
+            await engine_call(container.unpause)
         return f"resumed {component} (container {container.short_id})"
 
     async def _restart(self, comp: Component, *, only_if_down: bool) -> str:
-        container = await _engine(self._container, comp.name)
+        container = await engine_call(self._container, comp.name)
         if container is not None and container.status == "paused":
-            await _engine(container.unpause)
-            await _engine(container.reload)
+            await engine_call(container.unpause)
+            await engine_call(container.reload)
         if container is not None and container.status == "running" and only_if_down:
             ok, _ = await health.check(self.inv, comp)
             if ok:
                 return f"{comp.name} already running (container {container.short_id})"
         if container is None:
-            tags = await _engine(ensure_images, self.client, cache_dir(), self.log)
-            await _engine(self._ensure_container, comp, tags)
+            tags = await engine_call(ensure_images, self.client, cache_dir(), self.log)
+            await engine_call(self._ensure_container, comp, tags)
         elif container.status == "running":
-            await _engine(container.restart, timeout=STOP_GRACE_S)
+            await engine_call(container.restart, timeout=STOP_GRACE_S)
         else:
-            await _engine(container.start)
+            await engine_call(container.start)
         await self._wait_healthy(comp, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
         if comp.role == Role.TOXIPROXY:  # a restarted Toxiproxy has forgotten its proxies
             await fault_links.sync_links(self.inv)
-        new = await _engine(self._container, comp.name)
+        new = await engine_call(self._container, comp.name)
         return f"started {comp.name} (container {new.short_id if new else '?'})"
 
     async def set_cpus(self, component: str, cpus: float | None) -> str:
         """Cap `component` at `cpus` CPUs (a CFS quota); None lifts the cap."""
         self._component(component)
-        container = await _engine(self._container, component)
+        container = await engine_call(self._container, component)
         if container is None:
             raise UsageError(f"{component} has no container (is the stack up with --runtime docker?)")
         if cpus is None:
             # -1 is "no quota"; 0 would leave the last quota in place
-            await _engine(container.update, cpu_period=CPU_PERIOD_US, cpu_quota=-1)
+            await engine_call(container.update, cpu_period=CPU_PERIOD_US, cpu_quota=-1)
             return f"{component}: CPU limit lifted"
         quota = max(1000, round(cpus * CPU_PERIOD_US))  # the kernel's smallest quota is 1 ms
-        await _engine(container.update, cpu_period=CPU_PERIOD_US, cpu_quota=quota)
+        await engine_call(container.update, cpu_period=CPU_PERIOD_US, cpu_quota=quota)
         return f"{component}: limited to {quota / CPU_PERIOD_US:g} CPU (quota {quota} us per {CPU_PERIOD_US} us)"
-
-
-async def _engine(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking SDK call in a thread; engine errors become pushctl errors (exit 4 or 5)."""
-    try:
-        return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(call, *args, **kwargs))
-    except PushctlError:
-        raise
-    except docker.errors.APIError as exc:
-        raise ComponentFailed(f"docker: {exc.explanation or exc}") from exc
-    except docker.errors.DockerException as exc:
-        raise TargetUnreachable(f"docker: {exc}", hint="is the engine up? stack/install/docker/engine.sh") from exc
-
-
-def _refreshed_status(container: Container) -> str | None:
-    """The container's status now; None once it is gone."""
-    try:
-        container.reload()
-    except docker.errors.NotFound:
-        return None
-    return str(container.status)
-
-
-def _tar(files: dict[str, str] | Any) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _parse_time(value: str | None) -> float | None:
-    """Docker's RFC 3339 time with nanoseconds, as a Unix time; None for the zero time."""
-    if not value or value.startswith("0001-"):
-        return None
-    head, _, frac = value.rstrip("Z").partition(".")
-    try:
-        stamp = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
-    except ValueError:
-        return None
-    return stamp.timestamp()

@@ -1,0 +1,40 @@
+"""The resilience gate CI runs: the whole experiment library against the reference stack, with JUnit.
+
+Reports land in `reports/` (gitignored) so CI can keep them: reports/experiments.xml and .html.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_whole_experiment_library_passes(stack: Stack) -> None:
+    reports = REPO / "reports"
+    reports.mkdir(exist_ok=True)
+    junit, html = reports / "experiments.xml", reports / "experiments.html"
+    confirm = [] if stack.inventory.reference else ["--confirm-target", stack.inventory.name]
+    proc = stack.pushctl(
+        "experiment",
+        "run",
+        "experiments/",
+        *confirm,
+        "--no-live",
+        "--junit",
+        str(junit),
+        "--html",
+        str(html),
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout[-6000:], proc.stderr[-3000:])
+    suites = ET.parse(junit).getroot()
+    names = {s.get("name") for s in suites.iter("testsuite")}
+    assert len(names) == len(list((REPO / "experiments").glob("*.yaml")))
+    assert all(int(s.get("failures", "0")) == 0 and int(s.get("errors", "0")) == 0 for s in suites.iter("testsuite"))
+    assert Path(html).stat().st_size > 0
