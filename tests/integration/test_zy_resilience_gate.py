@@ -33,7 +33,7 @@ def test_the_whole_experiment_library_passes(stack: Stack) -> None:
         timeout=900,
     )
     assert proc.returncode == 0, (proc.stdout[-6000:], proc.stderr[-3000:])
-    suites = ET.parse(junit).getroot()
+    suites = ET.parse(junit).getroot()  # noqa: S314 - our own report, written a moment ago
     names = {s.get("name") for s in suites.iter("testsuite")}
     assert len(names) == len(list((REPO / "experiments").glob("*.yaml")))
     assert all(int(s.get("failures", "0")) == 0 and int(s.get("errors", "0")) == 0 for s in suites.iter("testsuite"))
