@@ -50,6 +50,7 @@ class Action(abc.ABC):
 
     name: str = "action"
     drill: bool = True
+    requires_healthy: bool = True  # heal actions run precisely when something is down
     timeout_s: float = 60.0
 
     @abc.abstractmethod
@@ -80,7 +81,5 @@ class Action(abc.ABC):
         return []
 
     def title(self) -> str:
-        args = " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False)
-        )
+        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.params().items() if v not in (None, False))
         return f"{self.name} {args}".strip()

@@ -27,9 +27,7 @@ async def journaled_crash(ctx: ActionContext, component: str, mode: str = "crash
     return await runtime.signal(component, "pause" if mode == "pause" else "crash")
 
 
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], *, timeout: float, poll: float = 0.1
-) -> float | None:
+async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, poll: float = 0.1) -> float | None:
     """Seconds until `check()` is true, or None after `timeout`."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:

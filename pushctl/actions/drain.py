@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.journal import Journal, load_entries
 from pushctl.contract.api import PolicyIn
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
@@ -38,9 +39,7 @@ class Drain(Action):
 
     name = "drain"
 
-    def __init__(
-        self, inv: Inventory, region: str, *, spread_s: float = 5.0, timeout_s: float | None = None
-    ) -> None:
+    def __init__(self, inv: Inventory, region: str, *, spread_s: float = 5.0, timeout_s: float | None = None) -> None:
         self.region = check_region(inv, region)
         if not 0 <= spread_s <= 600:
             raise UsageError("--spread must be between 0s and 600s")
@@ -63,18 +62,15 @@ class Drain(Action):
 
     async def preflight(self, ctx: ActionContext) -> None:
         policies = await ctx.api.policies()
-        if any(p.region == self.region and p.kind == "drain" for p in policies.policies):
-            raise UsageError(
-                f"{self.region} is already drained", hint=f"`pushctl restore --region {self.region}`"
-            )
+        # the scheduler's own (auto) drain may be taken over by an operator; another operator drain may not
+        if any(p.region == self.region and p.kind == "drain" and p.origin == "operator" for p in policies.policies):
+            raise UsageError(f"{self.region} is already drained", hint=f"`pushctl restore --region {self.region}`")
 
     async def apply(self, ctx: ActionContext) -> None:
         before = (await ctx.api.all_connections()).get(self.region)
         ctx.notes.append(f"{before.count if before else '?'} devices on {self.region} before the drain")
         self._before = before.count if before else None
-        ctx.journal.will_undo(
-            "remove_policy", f"withdraw the drain policy for {self.region}", region=self.region
-        )
+        ctx.journal.will_undo("remove_policy", f"withdraw the drain policy for {self.region}", region=self.region)
         policy = await ctx.api.add_policy(PolicyIn(region=self.region, spread_s=self.spread_s))
         ctx.journal.event("policy added", id=policy.id)
 
@@ -132,8 +128,15 @@ class Restore(Action):
             ctx.notes.append(f"{self.region} had no drain policy")
         for policy in mine:
             await ctx.api.remove_policy(policy.id)
+        # a drain held with --hold is now undone: its journal entry no longer waits for recovery
+        for entry in load_entries(ctx.inv):
+            if entry.action == "drain" and entry.status == "held" and entry.params.get("region") == self.region:
+                Journal(entry).set_status("recovered")
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        if ctx.probe is None:  # no devices of ours to watch come back: report, do not wait
+            conns = (await ctx.api.all_connections()).get(self.region)
+            return {"region": self.region, "devices_back": conns.count if conns else None}
         reached, seconds, count = await wait_for_connections(
             ctx, self.region, done=lambda n: n > 0, timeout=self.timeout_s
         )

@@ -63,9 +63,7 @@ class SwitchIdc(Action):
     async def apply(self, ctx: ActionContext) -> None:
         before = await ctx.api.routing()
         self.before = before.weights
-        ctx.journal.will_undo(
-            "set_routing", f"routing weights back to {before.weights}", weights=before.weights
-        )
+        ctx.journal.will_undo("set_routing", f"routing weights back to {before.weights}", weights=before.weights)
         after = await ctx.api.set_routing(self.weights)
         ctx.notes.append(f"routing {before.weights} -> {after.weights}")
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pushctl.contract.topology import Inventory
 from pushctl.runtime.paths import run_dir
 
-Status = Literal["intent", "applying", "applied", "held", "rolled-back", "rollback-failed", "recovered"]
+Status = Literal["intent", "applying", "applied", "held", "completed", "rolled-back", "rollback-failed", "recovered"]
 OPEN_STATUSES = ("intent", "applying", "applied", "rollback-failed")
 
 

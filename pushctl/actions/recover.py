@@ -17,7 +17,7 @@ async def recover(
     """Undo open journal entries (and held ones when asked); returns one result per entry."""
     results: list[dict[str, Any]] = []
     with TargetLock(inv, "recover"):  # refuses while a live action runs: it rolls back on its own
-        for entry in load_entries(inv):
+        for entry in reversed(load_entries(inv)):  # newest first: undo in the reverse order of doing
             wanted = entry.open or (include_held and entry.status == "held")
             if not wanted or (action is not None and entry.action != action):
                 continue
@@ -37,12 +37,10 @@ async def recover(
     return results
 
 
-async def undo_held(
-    inv: Inventory, action: str, match: dict[str, str], *, log: Callable[[str], None]
-) -> list[str]:
+async def undo_held(inv: Inventory, action: str, match: dict[str, str], *, log: Callable[[str], None]) -> list[str]:
     """Undo held entries of `action` whose params contain `match` (the caller holds the lock)."""
     done: list[str] = []
-    for entry in load_entries(inv):
+    for entry in reversed(load_entries(inv)):
         if entry.action != action or entry.status != "held":
             continue
         if any(str(entry.params.get(k)) != v for k, v in match.items()):

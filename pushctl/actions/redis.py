@@ -51,14 +51,8 @@ class FailRedis(Action):
     def plan(self) -> list[PlanStep]:
         verify = "the access tier switches to fallback storage within 1 s; delivery >= SLO; nothing lost"
         if self.mode == "crash":
-            return [
-                PlanStep(self.service, f"SIGKILL for {self.duration_s:g}s", verify, f"restart {self.service}")
-            ]
-        change = (
-            "take the link down"
-            if self.mode == "down"
-            else f"add {self.latency_ms} ms latency (both streams)"
-        )
+            return [PlanStep(self.service, f"SIGKILL for {self.duration_s:g}s", verify, f"restart {self.service}")]
+        change = "take the link down" if self.mode == "down" else f"add {self.latency_ms} ms latency (both streams)"
         return [
             PlanStep(f"link {lk}", f"{change} for {self.duration_s:g}s", verify, "revert the fault")
             for lk in self.links

@@ -131,6 +131,7 @@ class Heal(Action):
     """Undo held failures of one kind (`fail ... --hold`), e.g. heal region south."""
 
     drill = False
+    requires_healthy = False
 
     def __init__(self, inv: Inventory, of_action: str, match: dict[str, str]) -> None:
         self.name = f"heal-{of_action.removeprefix('fail-')}"
@@ -141,9 +142,7 @@ class Heal(Action):
         return dict(self.match)
 
     def plan(self) -> list[PlanStep]:
-        return [
-            PlanStep("journal", f"find held {self.of_action} {self.match}", "each undo step succeeds", "-")
-        ]
+        return [PlanStep("journal", f"find held {self.of_action} {self.match}", "each undo step succeeds", "-")]
 
     async def apply(self, ctx: ActionContext) -> None:
         from pushctl.actions.recover import undo_held

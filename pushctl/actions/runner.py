@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from pushctl.actions.base import Action, ActionContext
-from pushctl.actions.journal import Journal, open_entries
+from pushctl.actions.journal import Journal, load_entries, open_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.undo import UndoOutcome, run_undo
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
@@ -56,8 +56,19 @@ class ActionReport:
         return dict(self.__dict__)
 
 
-async def check_platform(inv: Inventory) -> None:
-    """Every push service answers /healthz; raise ComponentFailed naming those that do not."""
+def held_components(inv: Inventory) -> set[str]:
+    """Components a held action stopped or froze on purpose (`fail ... --hold`)."""
+    return {
+        str(step.args["component"])
+        for entry in load_entries(inv)
+        if entry.status == "held"
+        for step in entry.undo
+        if "component" in step.args
+    }
+
+
+async def check_platform(inv: Inventory, *, expected_down: set[str] | frozenset[str] = frozenset()) -> None:
+    """Every push service answers /healthz (but those held down on purpose); raise ComponentFailed otherwise."""
     bad: list[str] = []
     async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
 
@@ -73,7 +84,7 @@ async def check_platform(inv: Inventory) -> None:
             *(
                 one(n, f"http://{s.host}:{s.port}/healthz")
                 for n, s in inv.services.items()
-                if s.kind in PUSH_SERVICE_KINDS
+                if s.kind in PUSH_SERVICE_KINDS and n not in expected_down
             )
         )
     if bad:
@@ -134,7 +145,8 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
                 hint="run `pushctl recover` first",
             )
         async with PlatformClient(inv) as api:
-            await check_platform(inv)
+            if action.requires_healthy:
+                await check_platform(inv, expected_down=held_components(inv))
             if opts.probe is not None:
                 probe = Probe(inv, opts.probe)
                 await probe.start()
@@ -162,7 +174,8 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
                         settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
                         measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
             elif journal is not None:
-                journal.set_status("held")
+                # a held drill stays to be undone later; restore/heal are themselves undos: done
+                journal.set_status("held" if action.drill else "completed")
         finally:
             lock.release()
     summary = during = None

@@ -43,19 +43,13 @@ async def live_status(inv: Inventory) -> dict[str, Any]:
     ]
     return {
         "stack": inv.name,
-        "policies": [p.model_dump() for p in policies.policies]
-        if not isinstance(policies, dict)
-        else policies,
-        "regions": {k: v.model_dump() for k, v in policies.regions.items()}
-        if not isinstance(policies, dict)
-        else {},
+        "policies": [p.model_dump() for p in policies.policies] if not isinstance(policies, dict) else policies,
+        "regions": {k: v.model_dump() for k, v in policies.regions.items()} if not isinstance(policies, dict) else {},
         "connections": {r: (c.model_dump() if c else None) for r, c in connections.items()},
         "routing": _dump(routing),
         "throttle": _dump(throttle),
         "storage": _dump(storage),
-        "faults": [f.to_json() for f in faults if f.toxics or not f.enabled]
-        if isinstance(faults, list)
-        else faults,
+        "faults": [f.to_json() for f in faults if f.toxics or not f.enabled] if isinstance(faults, list) else faults,
         "buffer_lag": lag,
         "actions": held,
     }

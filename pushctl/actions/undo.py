@@ -25,9 +25,7 @@ class UndoOutcome:
     detail: str
 
 
-async def run_undo(
-    inv: Inventory, steps: Sequence[UndoStep], *, log: Callable[[str], None]
-) -> list[UndoOutcome]:
+async def run_undo(inv: Inventory, steps: Sequence[UndoStep], *, log: Callable[[str], None]) -> list[UndoOutcome]:
     """Run `steps` in reverse order; every step is tried even when an earlier one fails."""
     outcomes = []
     async with PlatformClient(inv, timeout=5.0) as api:

@@ -455,7 +455,7 @@ class ExperimentRun:
         assert action is not None  # noqa: S101
         measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
         if not action.drill:
-            applied.journal.set_status("held")  # nothing to undo (restore is itself an undo)
+            applied.journal.set_status("completed")  # nothing to undo (restore is itself an undo)
             self._close_window(rs, applied.window)
         elif rs.reverts:
             outcomes = await run_undo(self.inv, applied.journal.entry.undo, log=self.log)

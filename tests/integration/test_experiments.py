@@ -230,8 +230,28 @@ def test_bad_files_exit_2_and_change_nothing(stack: Stack, tmp_path: Path) -> No
     wait_baseline(stack)
 
 
-def test_an_inventory_that_is_not_the_reference_needs_confirmation(stack: Stack) -> None:
-    if stack.inventory.reference:
-        pytest.skip("the session stack is the reference stack")
-    proc = stack.pushctl("experiment", "run", str(LIBRARY / "redis-outage.yaml"))
-    assert proc.returncode == 2 and "--confirm-target" in proc.stderr
+def test_an_inventory_that_is_not_the_reference_needs_confirmation(stack: Stack, tmp_path: Path) -> None:
+    """A copy of the session's inventory marked as not the reference: refused before anything runs."""
+    text = Path(stack.inventory.source).read_text().replace("reference = true", "reference = false")
+    other = tmp_path / "theirs.toml"
+    other.write_text(text)
+    before = set(journals(stack))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pushctl.cli.main",
+            "--inventory",
+            str(other),
+            "experiment",
+            "run",
+            str(LIBRARY / "redis-outage.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=stack.env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "--confirm-target" in proc.stderr, proc.stderr
+    assert set(journals(stack)) == before

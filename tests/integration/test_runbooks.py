@@ -27,7 +27,7 @@ import pytest
 
 from pushctl.contract.topology import load_inventory
 from pushctl.runbooks import baseline_problems, runbook_dir
-from tests.integration.conftest import Stack, _alive, _pids
+from tests.integration.conftest import REPO, Stack, _alive, _pids
 
 pytestmark = pytest.mark.integration
 RUNBOOKS = runbook_dir()
@@ -36,7 +36,10 @@ _PORT_LINE = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=
 
 
 def verify(stack: Stack, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = stack.pushctl("runbook", "verify", "--json", *args, timeout=timeout)
+    confirm = (
+        [] if stack.inventory.reference or "--confirm-target" in args else ["--confirm-target", stack.inventory.name]
+    )
+    proc = stack.pushctl("runbook", "verify", "--json", *confirm, *args, timeout=timeout)
     try:
         data = json.loads(proc.stdout)
     except ValueError:
@@ -71,8 +74,9 @@ def failed_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(1200)
-def test_every_runbook_verifies_and_leaves_the_stack_at_its_baseline(stack: Stack, tmp_path: Path) -> None:
-    junit = tmp_path / "runbooks.xml"
+def test_every_runbook_verifies_and_leaves_the_stack_at_its_baseline(stack: Stack) -> None:
+    (REPO / "reports").mkdir(exist_ok=True)
+    junit = REPO / "reports" / "runbooks.xml"  # beside the resilience gate's reports, for CI to keep
     started = time.monotonic()
     proc, data = verify(stack, "--junit", str(junit), timeout=1100)
     summary = {
