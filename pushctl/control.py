@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from pushctl._http import tls
 from pushctl.contract.api import (
     Connections,
     Policy,
@@ -39,6 +40,7 @@ class PlatformClient:
     ) -> None:
         self.inv = inv
         self._http = httpx.AsyncClient(
+            verify=tls(),
             timeout=timeout,
             transport=transport,
             trust_env=False,
@@ -81,9 +83,7 @@ class PlatformClient:
         try:
             return model.model_validate_json(resp.content)
         except ValidationError as exc:
-            raise TargetUnreachable(
-                f"{url} answered something that is not a {model.__name__}: {exc}"
-            ) from exc
+            raise TargetUnreachable(f"{url} answered something that is not a {model.__name__}: {exc}") from exc
 
     def _name_of(self, kind: ServiceKind, **where: str) -> str:
         for name, svc in self.inv.services_of(kind).items():
@@ -101,9 +101,7 @@ class PlatformClient:
         return result
 
     async def add_policy(self, policy: PolicyIn) -> Policy:
-        result: Policy = await self._call(
-            "POST", self.url(self.scheduler, "/v1/policies"), Policy, policy.model_dump()
-        )
+        result: Policy = await self._call("POST", self.url(self.scheduler, "/v1/policies"), Policy, policy.model_dump())
         return result
 
     async def remove_policy(self, policy_id: str) -> None:
@@ -126,9 +124,7 @@ class PlatformClient:
     # ---- brokers -------------------------------------------------------------------------------
     async def connections(self, region: str) -> Connections:
         name, _ = self.inv.broker(region)
-        result: Connections = await self._call(
-            "GET", self.url(name, "/v1/connections", internal=True), Connections
-        )
+        result: Connections = await self._call("GET", self.url(name, "/v1/connections", internal=True), Connections)
         return result
 
     async def all_connections(self) -> dict[str, Connections | None]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from pushctl._http import tls
 from pushctl.actions.base import Action, ActionContext
 from pushctl.actions.journal import Journal, load_entries, open_entries
 from pushctl.actions.lock import TargetLock
@@ -70,7 +71,7 @@ def held_components(inv: Inventory) -> set[str]:
 async def check_platform(inv: Inventory, *, expected_down: set[str] | frozenset[str] = frozenset()) -> None:
     """Every push service answers /healthz (but those held down on purpose); raise ComponentFailed otherwise."""
     bad: list[str] = []
-    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=2.0, trust_env=False) as http:
 
         async def one(name: str, url: str) -> None:
             try:

@@ -29,6 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pushctl import __version__
+from pushctl._http import tls
 from pushctl.errors import PushctlError, TargetUnreachable, ToxiproxyError
 
 USER_AGENT = f"pushctl/{__version__} (toxiproxy-client)"  # a Mozilla/ agent gets 403 from Toxiproxy
@@ -122,6 +123,7 @@ class ToxiproxyClient:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._http = httpx.AsyncClient(
+            verify=tls(),
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
             transport=transport,
@@ -185,18 +187,14 @@ class ToxiproxyClient:
         async def check() -> list[ProxyState] | None:
             have = await self._proxies_once()
             found = [have.get(s.name) for s in specs]
-            ok = all(
-                p is not None and p.routes(s.listen, s.upstream) for p, s in zip(found, specs, strict=True)
-            )
+            ok = all(p is not None and p.routes(s.listen, s.upstream) for p, s in zip(found, specs, strict=True))
             return [p for p in found if p is not None] if ok else None
 
         return await self._confirm(
             f"populate {len(specs)} proxies", lambda: self._call("POST", "/populate", json=body), check
         )
 
-    async def create_proxy(
-        self, name: str, listen: str, upstream: str, *, enabled: bool = True
-    ) -> ProxyState:
+    async def create_proxy(self, name: str, listen: str, upstream: str, *, enabled: bool = True) -> ProxyState:
         body = ProxySpec(name=name, listen=listen, upstream=upstream, enabled=enabled).model_dump()
 
         async def check() -> ProxyState | None:
@@ -210,9 +208,7 @@ class ToxiproxyClient:
             done_statuses={409},
         )
 
-    async def ensure_proxy(
-        self, name: str, listen: str, upstream: str, *, enabled: bool = True
-    ) -> ProxyChange:
+    async def ensure_proxy(self, name: str, listen: str, upstream: str, *, enabled: bool = True) -> ProxyChange:
         """Create the proxy, or PATCH it where its listen, upstream or enabled flag differ."""
         before = await self.find_proxy(name)
         if before is None:
@@ -256,9 +252,7 @@ class ToxiproxyClient:
         async def do() -> None:
             nonlocal existed, tries
             tries += 1
-            resp = await self._call(
-                "DELETE", f"/proxies/{name}", proxy=name, allow={404} if missing_ok else set()
-            )
+            resp = await self._call("DELETE", f"/proxies/{name}", proxy=name, allow={404} if missing_ok else set())
             if not resp.is_success and tries == 1:  # on a retry, 404 means an earlier try deleted it
                 existed = False
 
@@ -300,9 +294,7 @@ class ToxiproxyClient:
             nonlocal existed, tries
             tries += 1
             path = f"/proxies/{proxy}/toxics/{toxic_name}"
-            resp = await self._call(
-                "DELETE", path, proxy=proxy, toxic=toxic_name, allow={404} if missing_ok else set()
-            )
+            resp = await self._call("DELETE", path, proxy=proxy, toxic=toxic_name, allow={404} if missing_ok else set())
             if resp.is_success:
                 return
             if "toxic" not in _detail(resp):  # the proxy itself is missing: never "ok"
@@ -313,9 +305,7 @@ class ToxiproxyClient:
         async def check() -> bool | None:
             return None if any(t.name == toxic_name for t in await self._toxics_once(proxy)) else True
 
-        await self._confirm(
-            f"remove toxic {toxic_name!r} from proxy {proxy!r}", do, check, done_statuses={404}
-        )
+        await self._confirm(f"remove toxic {toxic_name!r} from proxy {proxy!r}", do, check, done_statuses={404})
         return existed
 
     # ---- plumbing ----------------------------------------------------------------------------
@@ -349,9 +339,7 @@ class ToxiproxyClient:
             return resp
         raise self._error(resp, what, proxy=proxy, toxic=toxic)
 
-    def _error(
-        self, resp: httpx.Response, what: str, *, proxy: str | None, toxic: str | None
-    ) -> ToxiproxyError:
+    def _error(self, resp: httpx.Response, what: str, *, proxy: str | None, toxic: str | None) -> ToxiproxyError:
         status = resp.status_code
         detail = _detail(resp)
         here = f"Toxiproxy at {self.base_url}"
@@ -364,9 +352,7 @@ class ToxiproxyClient:
         if status == 404 and toxic is not None:
             return ToxiproxyError(f"proxy {proxy!r} on {here} has no toxic {toxic!r}", status=404)
         if status == 409 and toxic is not None:
-            return ToxiproxyError(
-                f"proxy {proxy!r} on {here} already has a toxic named {toxic!r}", status=409
-            )
+            return ToxiproxyError(f"proxy {proxy!r} on {here} already has a toxic named {toxic!r}", status=409)
         if status == 409 and proxy is not None:
             return ToxiproxyError(f"{here} already has a proxy named {proxy!r}", status=409)
         return ToxiproxyError(f"{here} refused {what}: {detail} (HTTP {status})", status=status)

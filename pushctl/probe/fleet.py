@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
+from pushctl._http import tls
 from pushctl.probe.device import Device, DeviceConfig, DeviceStats, Dispatcher, ReconnectEvent
 from pushctl.probe.ledger import Ledger
 
@@ -76,7 +77,7 @@ class Fleet:
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not cryptography
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(
-            trust_env=False, limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
+            verify=tls(), trust_env=False, limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
         )
         self.dispatcher = Dispatcher(config, self._http)
         self._devices = [

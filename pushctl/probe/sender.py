@@ -24,6 +24,7 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from pushctl._http import tls
 from pushctl.contract.api import AccessResult, GroupPush, SingleBatch, SinglePush
 from pushctl.probe.ledger import Ledger
 
@@ -114,7 +115,7 @@ class Sender:
         self._stop = asyncio.Event()
         self._posts: set[asyncio.Task[None]] = set()
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(trust_env=False)
+        self._http = http or httpx.AsyncClient(verify=tls(), trust_env=False)
         self._base = access_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = request_timeout

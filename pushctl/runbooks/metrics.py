@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from pushctl._http import tls
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.errors import TargetUnreachable
 
@@ -75,7 +76,7 @@ def documented_metric_names(docs_dir: Path = DOCS_DIR) -> MetricNames:
 async def scrape_metric_names(inv: Inventory, *, timeout: float = 3.0) -> MetricNames:
     """GET /metrics of every push service of the inventory; TargetUnreachable if one does not answer."""
     services = {n: s for n, s in inv.services.items() if s.kind in PUSH_SERVICE_KINDS}
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=timeout, trust_env=False) as http:
 
         async def one(name: str, url: str) -> set[str]:
             try:

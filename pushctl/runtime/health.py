@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from pushctl._http import tls
 from pushctl.contract.topology import Inventory
 from pushctl.runtime import kafka
 from pushctl.runtime.components import Component, Role
@@ -54,7 +55,7 @@ async def _check(inv: Inventory, comp: Component, timeout: float) -> tuple[bool,
 
 
 async def _http_ok(url: str, timeout: float) -> tuple[bool, str]:
-    async with httpx.AsyncClient(timeout=timeout, headers={"User-Agent": "pushctl"}) as client:
+    async with httpx.AsyncClient(verify=tls(), timeout=timeout, headers={"User-Agent": "pushctl"}) as client:
         try:
             resp = await client.get(url)
         except httpx.HTTPError as exc:
