@@ -7,8 +7,10 @@ process of ours is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,9 +31,7 @@ class Stack:
     env: dict[str, str]
     status: dict[str, object]
 
-    def pushctl(
-        self, *args: str, timeout: float = 120, check: bool = False
-    ) -> subprocess.CompletedProcess[str]:
+    def pushctl(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this stack."""
         inv_args = ["--inventory", self.inventory.source]
         proc = subprocess.run(
@@ -44,9 +44,7 @@ class Stack:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"pushctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-            )
+            raise AssertionError(f"pushctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
 
@@ -85,3 +83,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         for pid in leftovers:
             os.kill(pid, 9)
         assert not leftovers, f"stack down left processes running: {leftovers}"
+
+
+_PORT_LINE = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=\s*)(\d+)", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def derived_stack(source: Path, name: str, *, shift: int, env: dict[str, str], tmp: Path) -> Iterator[Stack]:
+    """A second stack from a copy of `source`: renamed, not the reference, every port shifted, run with
+    `env` (e.g. a failover path switched off); started through the CLI and always torn down."""
+    text = source.read_text()
+    text = re.sub(r'^name = ".*"$', f'name = "{name}"', text, count=1, flags=re.MULTILINE)
+    text = re.sub(r"^reference = true", "reference = false", text, count=1, flags=re.MULTILINE)
+    text = _PORT_LINE.sub(lambda m: m.group(1) + str(int(m.group(2)) + shift), text)
+    inv_path = tmp / "topology.toml"
+    inv_path.write_text(text)
+    inv = load_inventory(inv_path)
+    st = Stack(inv, tmp / "run" / inv.name, {**env, "PUSHCTL_RUN_DIR": str(tmp / "run")}, {})
+    try:
+        up = st.pushctl("stack", "up", timeout=600)
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield st
+    finally:
+        pids = _pids(st.run_dir)
+        st.pushctl("stack", "down", timeout=60)
+        assert not [p for p in pids if _alive(p)]

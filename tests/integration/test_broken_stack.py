@@ -8,8 +8,6 @@ healthy stack must exit 1 with lost > 0 here.
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,37 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from pushctl.contract.topology import DEFAULT_INVENTORY, load_inventory
-from tests.integration.conftest import REPO, Stack, _alive, _pids
+from tests.integration.conftest import REPO, Stack, derived_stack
 
 pytestmark = pytest.mark.integration
 PORT_SHIFT = 2000  # 17xxx -> 19xxx, 18xxx -> 20xxx
 
 
 @pytest.fixture(scope="module")
-def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("broken")
-    text = DEFAULT_INVENTORY.read_text().replace('name = "reference"', 'name = "broken"')
-    text = re.sub(r"\b(1[78]\d\d\d)\b", lambda m: str(int(m.group(1)) + PORT_SHIFT), text)
-    inv_path = base / "topology.toml"
-    inv_path.write_text(text)
+def broken_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {
-        **os.environ,
-        "PUSHCTL_RUN_DIR": str(base / "run"),
+        **stack.env,
         "PUSHCTL_INLINE_FALLBACK": "0",
         "PUSHCTL_OFFLINE_STORAGE": "0",
         "PUSHCTL_SCHEDULER_AUTO": "0",
     }
-    inv = load_inventory(inv_path)
-    st = Stack(inv, base / "run" / inv.name, env, {})
-    try:
-        up = st.pushctl("stack", "up", timeout=600)
-        assert up.returncode == 0, up.stderr[-3000:]
+    with derived_stack(
+        Path(stack.inventory.source), "broken", shift=PORT_SHIFT, env=env, tmp=tmp_path_factory.mktemp("broken")
+    ) as st:
         yield st
-    finally:
-        pids = _pids(st.run_dir)
-        st.pushctl("stack", "down", timeout=60)
-        assert not [p for p in pids if _alive(p)]
 
 
 def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from pushctl.contract.topology import DEFAULT_INVENTORY, load_inventory
-from tests.integration.conftest import Stack, _alive, _pids
+from tests.integration.conftest import Stack, derived_stack
 
 pytestmark = pytest.mark.integration
 PORT_SHIFT = int(os.environ.get("PUSHCTL_TEST_BROKEN_PORT_SHIFT", "6000"))  # 17xxx -> 23xxx, 18xxx -> 24xxx
@@ -25,29 +23,16 @@ LIBRARY = Path(__file__).resolve().parents[2] / "experiments"
 
 
 @pytest.fixture(scope="module")
-def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("broken-gate")
-    text = DEFAULT_INVENTORY.read_text().replace('name = "reference"', 'name = "brokengate"')
-    text = text.replace("reference = true", "reference = false")
-    text = re.sub(r"\b(1[78]\d\d\d)\b", lambda m: str(int(m.group(1)) + PORT_SHIFT), text)
-    inv_path = base / "topology.toml"
-    inv_path.write_text(text)
-    env = {
-        **os.environ,
-        "PUSHCTL_RUN_DIR": str(base / "run"),
-        "PUSHCTL_INLINE_FALLBACK": "0",
-        "PUSHCTL_OFFLINE_STORAGE": "0",
-    }
-    inv = load_inventory(inv_path)
-    st = Stack(inv, base / "run" / inv.name, env, {})
-    try:
-        up = st.pushctl("stack", "up", timeout=600)
-        assert up.returncode == 0, up.stderr[-3000:]
+def broken_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {**stack.env, "PUSHCTL_INLINE_FALLBACK": "0", "PUSHCTL_OFFLINE_STORAGE": "0"}
+    with derived_stack(
+        Path(stack.inventory.source),
+        "brokengate",
+        shift=PORT_SHIFT,
+        env=env,
+        tmp=tmp_path_factory.mktemp("broken-gate"),
+    ) as st:
         yield st
-    finally:
-        pids = _pids(st.run_dir)
-        st.pushctl("stack", "down", timeout=60)
-        assert not [p for p in pids if _alive(p)]
 
 
 def test_the_redis_outage_experiment_fails_on_a_stack_without_the_fallback(broken_stack: Stack, tmp_path: Path) -> None:

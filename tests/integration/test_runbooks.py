@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -25,14 +24,12 @@ from typing import Any
 
 import pytest
 
-from pushctl.contract.topology import load_inventory
 from pushctl.runbooks import baseline_problems, runbook_dir
-from tests.integration.conftest import REPO, Stack, _alive, _pids
+from tests.integration.conftest import REPO, Stack, derived_stack
 
 pytestmark = pytest.mark.integration
 RUNBOOKS = runbook_dir()
 PORT_SHIFT = int(os.environ.get("PUSHCTL_TEST_PORT_SHIFT", "2000"))
-_PORT_LINE = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=\s*)(\d+)", re.MULTILINE)
 
 
 def verify(stack: Stack, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -140,25 +137,14 @@ def test_a_false_expectation_fails_at_its_line_and_the_stack_is_put_back(stack: 
 @pytest.fixture(scope="module")
 def no_fallback_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A second stack, not the reference one, whose access tier never sends payloads inline."""
-    base = tmp_path_factory.mktemp("nofallback")
-    name = "rb-nofallback"
-    text = Path(stack.inventory.source).read_text()
-    text = re.sub(r'^name = ".*"$', f'name = "{name}"', text, count=1, flags=re.MULTILINE)
-    text = re.sub(r"^reference = true", "reference = false", text, count=1, flags=re.MULTILINE)
-    text = _PORT_LINE.sub(lambda m: m.group(1) + str(int(m.group(2)) + PORT_SHIFT), text)
-    inv_path = base / "topology.toml"
-    inv_path.write_text(text)
-    env = {**stack.env, "PUSHCTL_RUN_DIR": str(base / "run"), "PUSHCTL_INLINE_FALLBACK": "0"}
-    inv = load_inventory(inv_path)
-    st = Stack(inv, base / "run" / inv.name, env, {})
-    try:
-        up = st.pushctl("stack", "up", timeout=600)
-        assert up.returncode == 0, up.stderr[-3000:]
+    with derived_stack(
+        Path(stack.inventory.source),
+        "rb-nofallback",
+        shift=PORT_SHIFT,
+        env={**stack.env, "PUSHCTL_INLINE_FALLBACK": "0"},
+        tmp=tmp_path_factory.mktemp("nofallback"),
+    ) as st:
         yield st
-    finally:
-        pids = _pids(st.run_dir)
-        st.pushctl("stack", "down", timeout=60)
-        assert not [p for p in pids if _alive(p)]
 
 
 @pytest.mark.timeout(600)
