@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import subprocess
+from collections.abc import Callable, Iterable
 
 import httpx
 import redis.asyncio as aioredis
@@ -14,6 +15,7 @@ from redis.backoff import NoBackoff
 
 from pushctl._http import tls
 from pushctl.contract.topology import Inventory
+from pushctl.errors import UsageError
 from pushctl.runtime import kafka
 from pushctl.runtime.components import Component, Role
 
@@ -71,6 +73,23 @@ async def _http_ok(url: str, timeout: float) -> tuple[bool, str]:
     except ValueError:
         status = "ok"
     return status == "ok", str(status)
+
+
+def check_ports_free(components: Iterable[Component], is_ours: Callable[[Component], bool]) -> None:
+    """Every port a managed component will listen on is free, unless the component is already ours.
+
+    A port held by anything else is reported by number and owner (the same rule for every runtime).
+    """
+    for comp in components:
+        if not comp.managed or is_ours(comp):
+            continue
+        for port in comp.ports:
+            if port_in_use(comp.host, port):
+                owner = port_owner(port) or "unknown process"
+                raise UsageError(
+                    f"port {port} ({comp.name}) is already in use by {owner}",
+                    hint="stop it, or point --inventory at a topology with other ports",
+                )
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -123,16 +123,7 @@ class ProcessRuntime(Runtime):
 
     def _check_ports(self) -> None:
         """A port held by something that is not this stack's component is reported by number and owner."""
-        for comp in self.components:
-            if not comp.managed or self.alive(comp.name) is not None:
-                continue
-            for port in comp.ports:
-                if health.port_in_use(comp.host, port):
-                    owner = health.port_owner(port) or "unknown process"
-                    raise UsageError(
-                        f"port {port} ({comp.name}) is already in use by {owner}",
-                        hint="stop it, or point --inventory at a topology with other ports",
-                    )
+        health.check_ports_free(self.components, lambda comp: self.alive(comp.name) is not None)
 
     async def _start_stage(self, stage: list[Component], installed: Installed, deadline: float) -> None:
         to_wait: list[Component] = []

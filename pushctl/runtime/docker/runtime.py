@@ -131,17 +131,10 @@ class DockerRuntime(Runtime):
         pod = ours.get(spec.POD)
         if pod is not None and pod.status == "running":
             return  # bridge mode: the engine holds every port for the pod, which is ours
-        for comp in self.components:
-            running = (c := ours.get(comp.name)) is not None and c.status in ("running", "paused")
-            if not comp.managed or running:
-                continue
-            for port in comp.ports:
-                if health.port_in_use(comp.host, port):
-                    owner = health.port_owner(port) or "unknown process"
-                    raise UsageError(
-                        f"port {port} ({comp.name}) is already in use by {owner}",
-                        hint="stop it, or point --inventory at a topology with other ports",
-                    )
+        health.check_ports_free(
+            self.components,
+            lambda comp: (c := ours.get(comp.name)) is not None and c.status in ("running", "paused"),
+        )
 
     async def _start_stage(
         self, stage: list[Component], tags: dict[str, str], deadline: float, *, also_start: Sequence[Component] = ()
