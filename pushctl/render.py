@@ -587,15 +587,15 @@ def runbook_step(runbook_id: str, step: Any) -> None:
     mark = {"passed": f"[{STYLE_OK}]pass[/]", "failed": f"[{STYLE_BAD}]FAIL[/]"}.get(step.status, "skip")
     where = f"L{step.line} " if step.line else ""
     err_console.print(
-        f"{mark} {runbook_id} [{STYLE_DIM}]{step.phase}[/] {where}{step.command} "
-        f"[{STYLE_DIM}]({step.seconds:.1f}s)[/]",
+        f"{mark} {runbook_id} [{STYLE_DIM}]{step.phase}[/] {where}{step.command} [{STYLE_DIM}]({step.seconds:.1f}s)[/]",
         highlight=False,
     )
     if step.status == "failed":
         for check in step.checks:
             if not check.ok:
-                err_console.print(f"     line {check.line}: expected {check.expect}, found {check.found}",
-                                  highlight=False)
+                err_console.print(
+                    f"     line {check.line}: expected {check.expect}, found {check.found}", highlight=False
+                )
         if step.message and not step.checks:
             err_console.print(f"     {step.message}", highlight=False)
         if step.output:

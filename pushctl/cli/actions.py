@@ -1,5 +1,9 @@
 """Failover commands: drain, restore, recover, status (more actions register here too).
 
+Every action command is a small builder (its own options -> an Action) wrapped by `action_command`,
+which adds the options all actions share (--dry-run, --no-probe, --slo, --deadline, --hold,
+--devices, --rate, --confirm-target, --json) and runs the action: plan or execute, report, exit.
+
 Exit codes: 0 the SLO held, 1 SLO breached (numbers shown), 2 bad input, 4 target unreachable,
 5 platform unhealthy, 6 another action holds the lock (or `recover` is needed), 7 rollback failed,
 130 interrupted (after rolling back).
@@ -8,6 +12,9 @@ Exit codes: 0 the SLO held, 1 SLO breached (numbers shown), 2 bad input, 4 targe
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,21 +25,23 @@ from pushctl.actions.drain import Drain, Restore
 from pushctl.actions.recover import recover as recover_entries
 from pushctl.actions.runner import RunOptions, execute, raise_for_verdict
 from pushctl.actions.status import live_status
+from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.probe.duration import parse_duration
 from pushctl.probe.probe import ProbeOptions
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
 NoProbeOpt = Annotated[bool, typer.Option("--no-probe", help="Do not run synthetic devices while acting.")]
-SloOpt = Annotated[float, typer.Option("--slo", min=0, max=100, help="Delivery-rate SLO in percent.")]
 DeadlineOpt = Annotated[str, typer.Option("--deadline", help="A delivery is on time within this.")]
-HoldOpt = Annotated[
-    bool, typer.Option("--hold", help="Keep the change applied (a real incident), no rollback.")
-]
+HoldOpt = Annotated[bool, typer.Option("--hold", help="Keep the change applied (a real incident), no rollback.")]
 DevicesOpt = Annotated[int, typer.Option("--devices", min=1, help="Probe devices.")]
 RateOpt = Annotated[float, typer.Option("--rate", min=0, help="Probe single pushes per second.")]
-RuntimeOpt = Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", help="process or docker.")]
+
+
+def _slo_opt(default: float) -> Any:
+    return Annotated[
+        float, typer.Option("--slo", min=0, max=100, help=f"Delivery-rate SLO in percent (default {default:g}).")
+    ]
 
 
 def probe_options(devices: int, rate: float, deadline: str, *, duration: float | None = None) -> ProbeOptions:
@@ -49,27 +58,29 @@ def run_action(
     ctx: typer.Context,
     action: Action,
     *,
-    dry_run: bool,
-    no_probe: bool,
-    slo: float,
-    deadline: str,
-    hold: bool,
-    devices: int,
-    rate: float,
-    json_out: bool,
+    dry_run: bool = False,
+    no_probe: bool = False,
+    slo: float = 99.9,
+    deadline: str = "1s",
+    hold: bool = False,
+    devices: int = 300,
+    rate: float = 200.0,
+    json_out: bool = False,
     runtime: str = "process",
+    confirm_target: str | None = None,
+    needs_confirm: bool = True,
 ) -> None:
     """The shared shape of every action command: plan or execute, report, exit by verdict."""
     inv = state(ctx).inventory
     plan = action.plan()
     if dry_run:
         if json_out:
-            render.print_json(
-                {"action": action.name, "params": action.params(), "plan": [s.__dict__ for s in plan]}
-            )
+            render.print_json({"action": action.name, "params": action.params(), "plan": [s.__dict__ for s in plan]})
         else:
             render.plan(action.title(), plan, drill=action.drill)
         return
+    if needs_confirm:
+        require_confirmed(inv, confirm_target, f"`{action.name}` would change it for real")
     opts = RunOptions(
         slo=slo,
         probe=None if no_probe else probe_options(devices, rate, deadline),
@@ -84,75 +95,85 @@ def run_action(
     raise_for_verdict(report)
 
 
+def _shared_params(*, slo: float, deadline: str, holdable: bool, runtime: bool) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("dry_run", kw, annotation=DryRunOpt, default=False),
+        inspect.Parameter("no_probe", kw, annotation=NoProbeOpt, default=False),
+        inspect.Parameter("slo", kw, annotation=_slo_opt(slo), default=slo),
+        inspect.Parameter("deadline", kw, annotation=DeadlineOpt, default=deadline),
+    ]
+    if holdable:
+        params.append(inspect.Parameter("hold", kw, annotation=HoldOpt, default=False))
+    params += [
+        inspect.Parameter("devices", kw, annotation=DevicesOpt, default=300),
+        inspect.Parameter("rate", kw, annotation=RateOpt, default=200.0),
+    ]
+    if runtime:
+        params.append(inspect.Parameter("runtime", kw, annotation=RuntimeOpt, default="process"))
+    params += [
+        inspect.Parameter("confirm_target", kw, annotation=ConfirmOpt, default=None),
+        inspect.Parameter("json_out", kw, annotation=JsonOpt, default=False),
+    ]
+    return params
+
+
+def action_command(
+    *, slo: float = 99.9, deadline: str = "1s", holdable: bool = True, runtime: bool = False
+) -> Callable[[Callable[..., Action]], Callable[..., None]]:
+    """Turn a builder `(ctx, own options) -> Action` into a command with every shared action option.
+
+    `holdable=False` for actions that are never rolled back (restore); `runtime=True` for actions that
+    stop or start processes and so must know where the stack runs.
+    """
+
+    def decorate(build: Callable[..., Action]) -> Callable[..., None]:
+        own = list(inspect.signature(build, eval_str=True).parameters.values())
+        shared = _shared_params(slo=slo, deadline=deadline, holdable=holdable, runtime=runtime)
+        shared_names = [p.name for p in shared]
+
+        @functools.wraps(build)
+        def command(**kwargs: Any) -> None:
+            common = {name: kwargs.pop(name) for name in shared_names}
+            run_action(kwargs["ctx"], build(**kwargs), **common)
+
+        signature = inspect.Signature([*own, *shared], return_annotation=None)
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        return command
+
+    return decorate
+
+
 def register(app: typer.Typer) -> None:
     """Add the action commands to the root app."""
 
     @app.command(rich_help_panel="Failover")
+    @action_command()
     def drain(
         ctx: typer.Context,
         region: Annotated[str, typer.Option("--region", help="Region to drain.")],
-        spread: Annotated[
-            str, typer.Option("--spread", help="Spread reconnect orders over this window.")
-        ] = "5s",
+        spread: Annotated[str, typer.Option("--spread", help="Spread reconnect orders over this window.")] = "5s",
         timeout: Annotated[
             str | None, typer.Option("--timeout", help="Give up waiting for 0 devices after this.")
         ] = None,
-        dry_run: DryRunOpt = False,
-        no_probe: NoProbeOpt = False,
-        slo: SloOpt = 99.9,
-        deadline: DeadlineOpt = "1s",
-        hold: HoldOpt = False,
-        devices: DevicesOpt = 300,
-        rate: RateOpt = 200.0,
-        json_out: JsonOpt = False,
-    ) -> None:
+    ) -> Action:
         """Drain a region: its devices reconnect elsewhere, spread out; verify delivery; roll back."""
-        inv = state(ctx).inventory
-        action = Drain(
-            inv,
+        return Drain(
+            state(ctx).inventory,
             region,
             spread_s=parse_duration(spread, what="--spread", allow_zero=True),
             timeout_s=parse_duration(timeout, what="--timeout") if timeout else None,
         )
-        run_action(
-            ctx,
-            action,
-            dry_run=dry_run,
-            no_probe=no_probe,
-            slo=slo,
-            deadline=deadline,
-            hold=hold,
-            devices=devices,
-            rate=rate,
-            json_out=json_out,
-        )
 
     @app.command(rich_help_panel="Failover")
+    @action_command(holdable=False)
     def restore(
         ctx: typer.Context,
         region: Annotated[str, typer.Option("--region", help="Region to restore.")],
-        dry_run: DryRunOpt = False,
-        no_probe: NoProbeOpt = False,
-        slo: SloOpt = 99.9,
-        deadline: DeadlineOpt = "1s",
-        devices: DevicesOpt = 300,
-        rate: RateOpt = 200.0,
-        json_out: JsonOpt = False,
-    ) -> None:
+    ) -> Action:
         """Withdraw a region's drain policy; devices return gradually."""
-        action = Restore(state(ctx).inventory, region)
-        run_action(
-            ctx,
-            action,
-            dry_run=dry_run,
-            no_probe=no_probe,
-            slo=slo,
-            deadline=deadline,
-            hold=True,
-            devices=devices,
-            rate=rate,
-            json_out=json_out,
-        )
+        return Restore(state(ctx).inventory, region)
 
     @app.command(rich_help_panel="Failover")
     def recover(

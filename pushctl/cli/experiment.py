@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from pushctl import render
+from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
@@ -46,7 +47,6 @@ app = typer.Typer(
 )
 
 PathArg = Annotated[Path, typer.Argument(metavar="FILE|DIR", help="An experiment file or a directory of them.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 STOP_AFTER = (EXIT_ROLLBACK, EXIT_INTERRUPTED, EXIT_LOCKED)  # the target is not ours, or not at its baseline
 
 
@@ -65,16 +65,6 @@ def _load_all(inv: Inventory, target: Path) -> tuple[list[Resolved], list[Proble
         except ExperimentInvalid as exc:
             problems += exc.problems
     return resolved, problems, files
-
-
-def _confirm(inv: Inventory, confirm: str | None) -> None:
-    if inv.reference:
-        return
-    if confirm != inv.name:
-        raise UsageError(
-            f"inventory {inv.name!r} is not the reference stack: experiments change it for real",
-            hint=f"pass --confirm-target {inv.name} to run against it",
-        )
 
 
 @app.command("validate")
@@ -160,15 +150,8 @@ def run(
     target: PathArg,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
-    confirm_target: Annotated[
-        str | None,
-        typer.Option(
-            "--confirm-target",
-            metavar="NAME",
-            help="Required unless the inventory is the reference stack: its name, to confirm you mean to change it.",
-        ),
-    ] = None,
-    runtime: Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", help="process or docker.")] = "process",
+    confirm_target: ConfirmOpt = None,
+    runtime: RuntimeOpt = "process",
     no_live: Annotated[bool, typer.Option("--no-live", help="No live view (the default when not a terminal).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -177,7 +160,7 @@ def run(
     resolved, problems, _ = _load_all(inv, target)
     if problems:
         raise ExperimentInvalid(problems)
-    _confirm(inv, confirm_target)
+    require_confirmed(inv, confirm_target, "experiments change it for real")
     results: list[dict[str, Any]] = []
     codes: list[int] = []
     try:

@@ -6,23 +6,15 @@ from typing import Annotated
 
 import typer
 
+from pushctl.actions.base import Action
 from pushctl.actions.idc import FailIdc, SwitchIdc, parse_weights
 from pushctl.actions.redis import MODES as REDIS_MODES
 from pushctl.actions.redis import FailRedis
 from pushctl.actions.region import MODES as REGION_MODES
 from pushctl.actions.region import FailRegion, Heal
 from pushctl.actions.throttle import ThrottleAccess
-from pushctl.cli.actions import (
-    DeadlineOpt,
-    DevicesOpt,
-    DryRunOpt,
-    HoldOpt,
-    JsonOpt,
-    NoProbeOpt,
-    RateOpt,
-    RuntimeOpt,
-    run_action,
-)
+from pushctl.cli.actions import action_command, run_action
+from pushctl.cli.options import JsonOpt
 from pushctl.cli.state import state
 from pushctl.errors import UsageError
 from pushctl.probe.duration import parse_duration
@@ -34,115 +26,46 @@ throttle_app = typer.Typer(help="Throttle a tier onto the Kafka buffer.", no_arg
 DurationOpt = Annotated[str, typer.Option("--duration", help="How long the failure lasts before rollback.")]
 
 
-def _slo(default: float) -> object:
-    return typer.Option("--slo", min=0, max=100, help=f"Delivery-rate SLO in percent (default {default:g}).")
-
-
 @fail_app.command("region")
+@action_command(slo=80.0, runtime=True)
 def fail_region(
     ctx: typer.Context,
     region: Annotated[str, typer.Option("--region", help="Region that fails.")],
     mode: Annotated[str, typer.Option("--mode", help=f"One of: {', '.join(REGION_MODES)}.")] = "link-down",
     duration: DurationOpt = "15s",
-    dry_run: DryRunOpt = False,
-    no_probe: NoProbeOpt = False,
-    slo: Annotated[float, _slo(80.0)] = 80.0,
-    max_impact: Annotated[
-        str, typer.Option("--max-impact", help="Delivery must recover within this.")
-    ] = "10s",
-    deadline: DeadlineOpt = "1s",
-    hold: HoldOpt = False,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    runtime: RuntimeOpt = "process",
-    json_out: JsonOpt = False,
-) -> None:
+    max_impact: Annotated[str, typer.Option("--max-impact", help="Delivery must recover within this.")] = "10s",
+) -> Action:
     """A region's brokers or networks fail; devices fail over; the scheduler drains it by itself."""
-    action = FailRegion(
+    return FailRegion(
         state(ctx).inventory,
         region,
         mode,
         duration_s=parse_duration(duration),
         max_impact_s=parse_duration(max_impact),
     )
-    run_action(
-        ctx,
-        action,
-        dry_run=dry_run,
-        no_probe=no_probe,
-        slo=slo,
-        deadline=deadline,
-        hold=hold,
-        devices=devices,
-        rate=rate,
-        json_out=json_out,
-        runtime=runtime,
-    )
 
 
 @fail_app.command("idc")
+@action_command(runtime=True)
 def fail_idc(
     ctx: typer.Context,
     idc: Annotated[str, typer.Option("--idc", help="IDC that loses power.")],
     duration: DurationOpt = "15s",
-    dry_run: DryRunOpt = False,
-    no_probe: NoProbeOpt = False,
-    slo: Annotated[float, _slo(99.9)] = 99.9,
-    deadline: DeadlineOpt = "1s",
-    hold: HoldOpt = False,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    runtime: RuntimeOpt = "process",
-    json_out: JsonOpt = False,
-) -> None:
+) -> Action:
     """An IDC's logic gateways die; the other IDC carries the traffic with nothing lost."""
-    action = FailIdc(state(ctx).inventory, idc, duration_s=parse_duration(duration))
-    run_action(
-        ctx,
-        action,
-        dry_run=dry_run,
-        no_probe=no_probe,
-        slo=slo,
-        deadline=deadline,
-        hold=hold,
-        devices=devices,
-        rate=rate,
-        json_out=json_out,
-        runtime=runtime,
-    )
+    return FailIdc(state(ctx).inventory, idc, duration_s=parse_duration(duration))
 
 
 @fail_app.command("redis")
+@action_command(runtime=True)
 def fail_redis(
     ctx: typer.Context,
     mode: Annotated[str, typer.Option("--mode", help=f"One of: {', '.join(REDIS_MODES)}.")] = "down",
     latency: Annotated[int, typer.Option("--latency", min=1, help="Round-trip ms for --mode latency.")] = 200,
     duration: DurationOpt = "15s",
-    dry_run: DryRunOpt = False,
-    no_probe: NoProbeOpt = False,
-    slo: Annotated[float, _slo(99.9)] = 99.9,
-    deadline: DeadlineOpt = "1s",
-    hold: HoldOpt = False,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    runtime: RuntimeOpt = "process",
-    json_out: JsonOpt = False,
-) -> None:
+) -> Action:
     """The payload cache fails; single pushes carry payloads inline, group pushes read the disk KV."""
-    action = FailRedis(state(ctx).inventory, mode, latency_ms=latency, duration_s=parse_duration(duration))
-    run_action(
-        ctx,
-        action,
-        dry_run=dry_run,
-        no_probe=no_probe,
-        slo=slo,
-        deadline=deadline,
-        hold=hold,
-        devices=devices,
-        rate=rate,
-        json_out=json_out,
-        runtime=runtime,
-    )
+    return FailRedis(state(ctx).inventory, mode, latency_ms=latency, duration_s=parse_duration(duration))
 
 
 def _heal(ctx: typer.Context, of_action: str, match: dict[str, str], json_out: bool) -> None:
@@ -158,6 +81,7 @@ def _heal(ctx: typer.Context, of_action: str, match: dict[str, str], json_out: b
         devices=1,
         rate=1.0,
         json_out=json_out,
+        needs_confirm=False,
     )
 
 
@@ -172,9 +96,7 @@ def heal_region(
 
 
 @heal_app.command("idc")
-def heal_idc(
-    ctx: typer.Context, idc: Annotated[str, typer.Option("--idc")], json_out: JsonOpt = False
-) -> None:
+def heal_idc(ctx: typer.Context, idc: Annotated[str, typer.Option("--idc")], json_out: JsonOpt = False) -> None:
     """Restart an IDC's gateways after a held `fail idc`."""
     _heal(ctx, "fail-idc", {"idc": idc}, json_out)
 
@@ -186,26 +108,15 @@ def heal_redis(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @throttle_app.command("access")
+@action_command(slo=99.0, deadline="5s")
 def throttle_access(
     ctx: typer.Context,
     limit: Annotated[str | None, typer.Option("--limit", help="Direct-path limit, e.g. 500/s.")] = None,
-    auto: Annotated[
-        bool, typer.Option("--auto", help="Limit once load passes --threshold of --safe-load.")
-    ] = False,
-    safe_load: Annotated[
-        float | None, typer.Option("--safe-load", help="Safe downstream load, pushes/s.")
-    ] = None,
+    auto: Annotated[bool, typer.Option("--auto", help="Limit once load passes --threshold of --safe-load.")] = False,
+    safe_load: Annotated[float | None, typer.Option("--safe-load", help="Safe downstream load, pushes/s.")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="Fraction of the safe load.")] = 0.8,
     duration: DurationOpt = "15s",
-    dry_run: DryRunOpt = False,
-    no_probe: NoProbeOpt = False,
-    slo: Annotated[float, _slo(99.0)] = 99.0,
-    deadline: DeadlineOpt = "5s",
-    hold: HoldOpt = False,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    json_out: JsonOpt = False,
-) -> None:
+) -> Action:
     """Rate-limit the access tier's direct path; the excess goes through the Kafka buffer, none rejected."""
     per_s = None
     if limit is not None:
@@ -213,20 +124,8 @@ def throttle_access(
             per_s = float(limit.removesuffix("/s"))
         except ValueError:
             raise UsageError(f"--limit {limit!r}: expected a rate such as 500/s") from None
-    action = ThrottleAccess(
+    return ThrottleAccess(
         limit=per_s, auto=auto, safe_load=safe_load, threshold=threshold, duration_s=parse_duration(duration)
-    )
-    run_action(
-        ctx,
-        action,
-        dry_run=dry_run,
-        no_probe=no_probe,
-        slo=slo,
-        deadline=deadline,
-        hold=hold,
-        devices=devices,
-        rate=rate,
-        json_out=json_out,
     )
 
 
@@ -236,32 +135,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(throttle_app, name="throttle", rich_help_panel="Failover")
 
     @app.command("switch-idc", rich_help_panel="Failover")
+    @action_command()
     def switch_idc(
         ctx: typer.Context,
         to: Annotated[str | None, typer.Option("--to", help="Send all logic traffic to this IDC.")] = None,
         weights: Annotated[str | None, typer.Option("--weights", help="e.g. idc1=30,idc2=70")] = None,
         duration: DurationOpt = "10s",
-        dry_run: DryRunOpt = False,
-        no_probe: NoProbeOpt = False,
-        slo: Annotated[float, _slo(99.9)] = 99.9,
-        deadline: DeadlineOpt = "1s",
-        hold: HoldOpt = False,
-        devices: DevicesOpt = 300,
-        rate: RateOpt = 200.0,
-        json_out: JsonOpt = False,
-    ) -> None:
+    ) -> Action:
         """Move logic traffic between the IDCs by routing weights; verify delivery; roll back."""
         inv = state(ctx).inventory
-        action = SwitchIdc(inv, parse_weights(inv, to, weights), duration_s=parse_duration(duration))
-        run_action(
-            ctx,
-            action,
-            dry_run=dry_run,
-            no_probe=no_probe,
-            slo=slo,
-            deadline=deadline,
-            hold=hold,
-            devices=devices,
-            rate=rate,
-            json_out=json_out,
-        )
+        return SwitchIdc(inv, parse_weights(inv, to, weights), duration_s=parse_duration(duration))

@@ -16,6 +16,7 @@ import httpx
 import typer
 
 from pushctl import render
+from pushctl.cli.options import ConfirmOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.errors import TargetUnreachable, UsageError
 from pushctl.faults import links
@@ -70,12 +71,8 @@ def add(
     latency: Annotated[int | None, typer.Option(metavar="MS", help="latency: delay.")] = None,
     jitter: Annotated[int | None, typer.Option(metavar="MS", help="latency: +/- variation.")] = None,
     rate: Annotated[int | None, typer.Option(metavar="KBPS", help="bandwidth: KB/s, > 0.")] = None,
-    delay: Annotated[
-        int | None, typer.Option(metavar="N", help="slow_close: ms; slicer: µs between chunks.")
-    ] = None,
-    timeout: Annotated[
-        int | None, typer.Option(metavar="MS", help="timeout (0 = black hole), reset_peer: ms.")
-    ] = None,
+    delay: Annotated[int | None, typer.Option(metavar="N", help="slow_close: ms; slicer: µs between chunks.")] = None,
+    timeout: Annotated[int | None, typer.Option(metavar="MS", help="timeout (0 = black hole), reset_peer: ms.")] = None,
     size: Annotated[int | None, typer.Option("--bytes", metavar="N", help="limit_data: bytes.")] = None,
     average_size: Annotated[int | None, typer.Option(metavar="BYTES", help="slicer: chunk size.")] = None,
     size_variation: Annotated[int | None, typer.Option(metavar="BYTES", help="slicer: variation.")] = None,
@@ -88,16 +85,13 @@ def add(
     ] = Stream.DOWN,
     toxicity: Annotated[
         float,
-        typer.Option(
-            help="Share of connections that get the toxic (0..1), drawn once per connection, not per packet."
-        ),
+        typer.Option(help="Share of connections that get the toxic (0..1), drawn once per connection, not per packet."),
     ] = 1.0,
-    name: Annotated[
-        str | None, typer.Option(help="Toxic name (default: the kind); suffixed -up / -down.")
-    ] = None,
+    name: Annotated[str | None, typer.Option(help="Toxic name (default: the kind); suffixed -up / -down.")] = None,
     reset_connections: Annotated[
         bool, typer.Option("--reset-connections", help="Then close every open connection through LINK.")
     ] = False,
+    confirm_target: ConfirmOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     flags = {
@@ -117,13 +111,16 @@ def add(
         attrs[key] = value
     inv = state(ctx).inventory
     spec = links.plan_fault(inv, link, kind, attrs, stream, toxicity, name, reset_connections)
+    require_confirmed(inv, confirm_target, f"a {kind} fault on {link} would reach it for real")
     _done([asyncio.run(links.apply_fault(spec, transport=TRANSPORT))], json_out, spec.model_dump())
 
 
 @app.command()
-def down(ctx: typer.Context, link: LinkArg, json_out: JsonOpt = False) -> None:
+def down(ctx: typer.Context, link: LinkArg, confirm_target: ConfirmOpt = None, json_out: JsonOpt = False) -> None:
     """Take LINK down: its proxy stops listening and every open connection through it is closed."""
-    spec = links.plan_link_down(state(ctx).inventory, link)
+    inv = state(ctx).inventory
+    spec = links.plan_link_down(inv, link)
+    require_confirmed(inv, confirm_target, f"taking {link} down would cut it for real")
     _done([asyncio.run(links.apply_fault(spec, transport=TRANSPORT))], json_out, spec.model_dump())
 
 
@@ -136,9 +133,7 @@ def up(ctx: typer.Context, link: LinkArg, json_out: JsonOpt = False) -> None:
 @app.command()
 def clear(
     ctx: typer.Context,
-    link: Annotated[
-        str | None, typer.Argument(metavar="LINK", help="Only this link (default: every link).")
-    ] = None,
+    link: Annotated[str | None, typer.Argument(metavar="LINK", help="Only this link (default: every link).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove every toxic and bring links back up: one link, or all of them."""
@@ -167,6 +162,7 @@ def cpu(
     runtime: Annotated[
         str, typer.Option("--runtime", "-r", envvar="PUSHCTL_RUNTIME", help="Where the stack runs: process, docker.")
     ] = "process",
+    confirm_target: ConfirmOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Cap COMPONENT's CPU to emulate lost capacity (`--clear` lifts it).
@@ -176,7 +172,10 @@ def cpu(
     """
     if (cpus is None) == (not clear):
         raise UsageError("give either --cpus N or --clear")
-    rt = get_runtime(runtime, state(ctx).inventory, log=render.info)
+    inv = state(ctx).inventory
+    if not clear:
+        require_confirmed(inv, confirm_target, f"capping {component}'s CPU would slow it for real")
+    rt = get_runtime(runtime, inv, log=render.info)
     message = asyncio.run(set_cpus(rt, component, None if clear else cpus))
     if json_out:
         render.print_json(

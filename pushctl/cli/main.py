@@ -28,8 +28,7 @@ from pushctl.errors import PushctlError
 
 app = typer.Typer(
     name="pushctl",
-    help="Chaos testing and SRE control for push-notification platforms.\n\n"
-    + (__doc__ or "").split("\n", 2)[2],
+    help="Chaos testing and SRE control for push-notification platforms.\n\n" + (__doc__ or "").split("\n", 2)[2],
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -50,9 +49,7 @@ def _root(
     ctx: typer.Context,
     inventory: Annotated[
         Path | None,
-        typer.Option(
-            "--inventory", "-i", help="Inventory TOML (default: $PUSHCTL_INVENTORY or the reference stack)."
-        ),
+        typer.Option("--inventory", "-i", help="Inventory TOML (default: $PUSHCTL_INVENTORY or the reference stack)."),
     ] = None,
 ) -> None:
     state(ctx).inventory_path = inventory

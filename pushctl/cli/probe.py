@@ -23,9 +23,7 @@ from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
 from pushctl.probe import LedgerSummary, Probe, ProbeOptions, parse_duration
 
-app = typer.Typer(
-    help="Synthetic devices, a paced sender and the exact delivery ledger.", no_args_is_help=True
-)
+app = typer.Typer(help="Synthetic devices, a paced sender and the exact delivery ledger.", no_args_is_help=True)
 
 T = TypeVar("T")
 
@@ -45,20 +43,14 @@ GroupRateOpt = Annotated[float, typer.Option("--group-rate", min=0, help="Group 
 GroupSizeOpt = Annotated[int, typer.Option("--group-size", min=1, help="Devices per group push.")]
 GroupTargetOpt = Annotated[
     GroupTarget,
-    typer.Option(
-        "--group-target", help="devices: a random list; region: every device seen in a random region."
-    ),
+    typer.Option("--group-target", help="devices: a random list; region: every device seen in a random region."),
 ]
 DurationOpt = Annotated[str, typer.Option("--duration", help="How long to send: 500ms, 10s, 1m.")]
 DeadlineOpt = Annotated[str, typer.Option("--deadline", help="A delivery is on time within this (the SLO).")]
-GraceOpt = Annotated[
-    str, typer.Option("--grace", help="After sending stops, how long late deliveries count.")
-]
+GraceOpt = Annotated[str, typer.Option("--grace", help="After sending stops, how long late deliveries count.")]
 RegionsOpt = Annotated[
     str | None,
-    typer.Option(
-        "--regions", help="Home regions by weight, e.g. north=1,east=1,south=1 (default: inventory)."
-    ),
+    typer.Option("--regions", help="Home regions by weight, e.g. north=1,east=1,south=1 (default: inventory)."),
 ]
 NoReconnectOpt = Annotated[
     bool,
@@ -68,9 +60,7 @@ WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", min=0, help="Worker processes (default: as many as needed; 0: none)."),
 ]
-SeedOpt = Annotated[
-    int | None, typer.Option("--seed", help="Seed target choice and jitter (reproducible runs).")
-]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed target choice and jitter (reproducible runs).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (no live view).")]
 
 

@@ -13,6 +13,7 @@ interrupted (after putting it back).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -21,8 +22,9 @@ from typing import Annotated, Any
 import typer
 
 from pushctl import render
+from pushctl.cli.options import CONFIRM_ENV, ConfirmOpt, require_confirmed
 from pushctl.cli.state import state
-from pushctl.errors import Interrupted, PushctlError, RollbackFailed, UsageError
+from pushctl.errors import Interrupted, PushctlError, RollbackFailed
 from pushctl.probe.duration import parse_duration
 from pushctl.runbooks import (
     EXPERIMENTS_DIR,
@@ -153,10 +155,7 @@ def verify(
     ctx: typer.Context,
     names: NamesArg = None,
     dir_: DirOpt = None,
-    confirm_target: Annotated[
-        str | None,
-        typer.Option("--confirm-target", metavar="NAME", help="Required for a non-reference inventory: its name."),
-    ] = None,
+    confirm_target: ConfirmOpt = None,
     step_timeout: Annotated[str, typer.Option("--step-timeout", help="Longest a single command may run.")] = "5m",
     junit: Annotated[
         Path | None, typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report.")
@@ -165,16 +164,13 @@ def verify(
 ) -> None:
     """Bring the stack to each runbook's failure, run its commands, check each expectation; restore."""
     inv = state(ctx).inventory
-    if not inv.reference and confirm_target != inv.name:
-        raise UsageError(
-            f"stack {inv.name!r} is not the reference stack: runbook verify injects failures into it",
-            hint=f"pass --confirm-target {inv.name} if that is what you want",
-        )
+    require_confirmed(inv, confirm_target, "runbook verify injects failures into it")
     timeout = parse_duration(step_timeout, what="--step-timeout")
     runbooks = _load(dir_, names)
     metrics = asyncio.run(scrape_metric_names(inv))
     linted = _lint_all(runbooks, metrics)
-    runner = CommandRunner(inv.source, timeout=timeout)
+    # the runbooks' own commands act on the target the operator just confirmed
+    runner = CommandRunner(inv.source, timeout=timeout, env={**os.environ, CONFIRM_ENV: inv.name})
     verifier = Verifier(inv, runner, on_step=lambda rb, step: render.runbook_step(rb.id, step))
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:

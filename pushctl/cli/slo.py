@@ -51,9 +51,7 @@ def slo_held(summary: LedgerSummary, target: float) -> bool:
 
 def breach_message(summary: LedgerSummary, target: float) -> str:
     rate = "n/a (nothing sent)" if summary.delivery_rate is None else f"{summary.delivery_rate:.3f}%"
-    worst = ", ".join(
-        f"t={s.t}s {s.on_time}/{s.sent} on time ({s.lost} lost)" for s in summary.worst_seconds[:3]
-    )
+    worst = ", ".join(f"t={s.t}s {s.on_time}/{s.sent} on time ({s.lost} lost)" for s in summary.worst_seconds[:3])
     return (
         f"SLO breached: delivery rate {rate} (target {target:g}%), "
         f"{summary.lost} lost, {summary.late} late of {summary.sent} sent"

@@ -18,9 +18,7 @@ app = typer.Typer(help="Install, start, inspect and stop the reference push stac
 
 RuntimeOpt = Annotated[
     str,
-    typer.Option(
-        "--runtime", "-r", envvar="PUSHCTL_RUNTIME", help=f"Where components run: {', '.join(RUNTIMES)}."
-    ),
+    typer.Option("--runtime", "-r", envvar="PUSHCTL_RUNTIME", help=f"Where components run: {', '.join(RUNTIMES)}."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -45,9 +43,7 @@ def install() -> None:
 def up(
     ctx: typer.Context,
     runtime: RuntimeOpt = "process",
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every component to be healthy.")
-    ] = 180.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every component to be healthy.")] = 180.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Start every component in dependency order, create every link, wait until all are healthy."""
@@ -81,9 +77,7 @@ def status(ctx: typer.Context, runtime: RuntimeOpt = "process", json_out: JsonOp
 def down(
     ctx: typer.Context,
     runtime: RuntimeOpt = "process",
-    purge: Annotated[
-        bool, typer.Option("--purge", help="Also delete the run directory (logs, data).")
-    ] = False,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the run directory (logs, data).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Stop every component (SIGTERM, then SIGKILL after a grace period); nothing is left running."""
@@ -94,10 +88,7 @@ def down(
     if json_out:
         render.print_json({"stack": inv.name, "stopped": stopped, "purged": purge, "seconds": seconds})
     else:
-        render.info(
-            f"stopped {len(stopped)} components of {inv.name!r} in {seconds}s"
-            + (" (purged)" if purge else "")
-        )
+        render.info(f"stopped {len(stopped)} components of {inv.name!r} in {seconds}s" + (" (purged)" if purge else ""))
 
 
 @app.command()

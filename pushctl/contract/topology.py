@@ -103,9 +103,7 @@ class Service(_Model):
     connect: dict[str, Name] = Field(default_factory=dict)
 
     def port_named(self, name: str) -> int | None:
-        return {"main": self.port, "internal": self.internal_port, "controller": self.controller_port}.get(
-            name
-        )
+        return {"main": self.port, "internal": self.internal_port, "controller": self.controller_port}.get(name)
 
     @property
     def listen_ports(self) -> tuple[int, ...]:
@@ -154,9 +152,7 @@ class Inventory(_Model):
 
     def service(self, name: str) -> Service:
         if name not in self.services:
-            raise InventoryError(
-                f"unknown service {name!r}; valid services: {', '.join(sorted(self.services))}"
-            )
+            raise InventoryError(f"unknown service {name!r}; valid services: {', '.join(sorted(self.services))}")
         return self.services[name]
 
     def services_of(self, kind: ServiceKind) -> dict[str, Service]:
@@ -265,8 +261,7 @@ def _check_inventory(inv: Inventory) -> None:
     for owner, port in inv.iter_ports():
         if port in EPHEMERAL_PORTS:
             raise ValueError(
-                f"{owner}: port {port} is inside the kernel's ephemeral range 32768-60999; "
-                "pick a port outside it"
+                f"{owner}: port {port} is inside the kernel's ephemeral range 32768-60999; pick a port outside it"
             )
         if port in seen and seen[port] != owner:
             raise ValueError(f"{owner}: port {port} is already used by {seen[port]}")
@@ -284,8 +279,7 @@ def _resolve_upstream(inv: Inventory, upstream: str, where: str) -> str:
     if portname.isdigit():
         return upstream
     raise ValueError(
-        f"{where}.upstream: {upstream!r} is neither a service (valid: {', '.join(sorted(inv.services))}) "
-        "nor host:port"
+        f"{where}.upstream: {upstream!r} is neither a service (valid: {', '.join(sorted(inv.services))}) nor host:port"
     )
 
 

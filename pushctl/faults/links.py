@@ -37,13 +37,9 @@ NEW_CONNECTIONS_ONLY = (
     "applies to new connections; open connections may not see it (Toxiproxy #148) "
     "- use --reset-connections to close them so clients reconnect through the fault"
 )
-CONNECTIONS_RESET = (
-    "every open connection through the link was closed, so clients reconnect through the fault"
-)
+CONNECTIONS_RESET = "every open connection through the link was closed, so clients reconnect through the fault"
 LINK_WAS_DOWN = "the link is down, so no connection is open through it"
-DOWN_CLOSES_ALL = (
-    "every open connection through the link was closed; new connections are refused until it is up"
-)
+DOWN_CLOSES_ALL = "every open connection through the link was closed; new connections are refused until it is up"
 UP_ACCEPTS = "the link accepts connections again"
 
 
@@ -188,9 +184,7 @@ async def revert_fault(spec: FaultSpec, *, transport: Transport = None) -> Fault
         gone = [t for t in spec.toxics if await tp.remove_toxic(spec.link, t.name, missing_ok=True)]
         state = await tp.proxy(spec.link)
         names = tuple(t.name for t in gone)
-        return FaultResult(
-            spec.link, "revert", state.enabled, _removed_note(gone), removed=names, changed=bool(gone)
-        )
+        return FaultResult(spec.link, "revert", state.enabled, _removed_note(gone), removed=names, changed=bool(gone))
 
 
 # ---- the verbs -------------------------------------------------------------------------------
@@ -230,9 +224,7 @@ async def reset_connections(inv: Inventory, link: str, *, transport: Transport =
     return FaultResult(lk.name, "reset", enabled, note)
 
 
-async def clear_faults(
-    inv: Inventory, link: str | None = None, *, transport: Transport = None
-) -> list[FaultResult]:
+async def clear_faults(inv: Inventory, link: str | None = None, *, transport: Transport = None) -> list[FaultResult]:
     """Remove every toxic and re-enable the proxy, of one link or of all. Tries every link."""
     targets = [inv.link(link)] if link is not None else list(inv.links)
 
@@ -345,8 +337,7 @@ async def _undo_partial(tp: ToxiproxyClient, proxy: str, names: Sequence[str], c
             left.append(name)
     if left:
         raise RollbackFailed(
-            f"adding a fault to link {proxy} failed ({cause}) "
-            f"and toxic {', '.join(left)} could not be removed",
+            f"adding a fault to link {proxy} failed ({cause}) and toxic {', '.join(left)} could not be removed",
             hint=f"remove it: pushctl fault clear {proxy}",
         ) from cause
 

@@ -162,8 +162,7 @@ def build_toxics(
     base = spec.name if name is None else name
     if not TOXIC_NAME.match(base):
         raise UsageError(
-            f"toxic name {base!r} must be 1-48 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"toxic name {base!r} must be 1-48 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return tuple(
         Toxic(
@@ -196,9 +195,7 @@ def summarize(toxic: Toxic | ToxicState) -> str:
     spec = KINDS.get(toxic.type)
     units = {a.name: a.unit for a in spec.attrs} if spec else {}
     order = list(units)
-    items = sorted(
-        toxic.attributes.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)
-    )
+    items = sorted(toxic.attributes.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
     attrs = ", ".join(f"{k} {v} {units.get(k, '')}".rstrip() for k, v in items)
     share = "all connections" if toxic.toxicity >= 1 else f"{toxic.toxicity * 100:g}% of connections"
     label = toxic.name if toxic.name.startswith(toxic.type) else f"{toxic.name} ({toxic.type})"

@@ -30,9 +30,7 @@ def parse_duration(text: str, *, what: str = "duration", allow_zero: bool = Fals
             seconds += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if pos != len(s) or not s:
-            raise UsageError(
-                f"invalid {what} {text!r}", hint="use a number with a unit: 500ms, 10s, 1m, 1m30s, 2h"
-            )
+            raise UsageError(f"invalid {what} {text!r}", hint="use a number with a unit: 500ms, 10s, 1m, 1m30s, 2h")
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise UsageError(f"invalid {what} {text!r}: must be {'>= 0' if allow_zero else '> 0'}")
     return seconds

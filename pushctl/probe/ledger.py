@@ -299,9 +299,7 @@ class Ledger:
                     acc.add(outcome, latency, dups, raw_dups)
                 second[0] += 1
                 second[outcome] += 1
-        per_second = tuple(
-            Second(t, *seconds.get(t, (0, 0, 0, 0))) for t in range(max(seconds, default=-1) + 1)
-        )
+        per_second = tuple(Second(t, *seconds.get(t, (0, 0, 0, 0))) for t in range(max(seconds, default=-1) + 1))
         base = total.counts()
         return LedgerSummary(
             sent=base.sent,

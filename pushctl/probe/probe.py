@@ -282,9 +282,7 @@ class Probe:
         self.run_id = secrets.token_hex(3)
         self.ledger = Ledger(deadline=options.deadline)
         self.phase: Phase = "idle"
-        self.config = config or device_config(
-            inventory, reconnect=options.reconnect, recheck_s=options.recheck_s
-        )
+        self.config = config or device_config(inventory, reconnect=options.reconnect, recheck_s=options.recheck_s)
         self.access_url = access_url(inventory)
         self._token = inventory.token
         counts = spread(options.devices, region_weights(inventory, options.regions))
@@ -303,9 +301,7 @@ class Probe:
     def _make_backend(self, workers: int) -> _Backend:
         opts = self.options
         if workers == 0:
-            return _Local(
-                Fleet(self.config, self.devices, self.ledger, connect_rate=opts.connect_rate, seed=opts.seed)
-            )
+            return _Local(Fleet(self.config, self.devices, self.ledger, connect_rate=opts.connect_rate, seed=opts.seed))
         chunks = [self.devices[i::workers] for i in range(workers)]
         rate = opts.connect_rate / workers
         return _Sharded(
@@ -349,8 +345,7 @@ class Probe:
         if self._backend.ever_connected == 0:
             await self.close()
             raise TargetUnreachable(
-                f"no probe device could connect within {timeout:.0f}s "
-                f"(dispatcher {self.config.dispatcher_url})",
+                f"no probe device could connect within {timeout:.0f}s (dispatcher {self.config.dispatcher_url})",
                 hint="is the stack up? try `pushctl stack status`",
             )
         self._sender = Sender(

@@ -48,9 +48,7 @@ class WorkerShard:
         self.stats: list[DeviceStats] = []
         self.error: str | None = None
         self._ledger = ledger
-        self._setup = setup_line(
-            config, devices, deadline=ledger.deadline, connect_rate=connect_rate, seed=seed
-        )
+        self._setup = setup_line(config, devices, deadline=ledger.deadline, connect_rate=connect_rate, seed=seed)
         self._proc: asyncio.subprocess.Process | None = None
         self._final = asyncio.Event()
         self._stderr: deque[str] = deque(maxlen=20)

@@ -61,18 +61,14 @@ def components(inv: Inventory) -> list[Component]:
     for name, svc in inv.services.items():
         if svc.kind == ServiceKind.REDIS:
             out.append(
-                Component(
-                    name, Role.REDIS, "redis", svc.host, svc.listen_ports, 1, svc.managed, svc.persistence
-                )
+                Component(name, Role.REDIS, "redis", svc.host, svc.listen_ports, 1, svc.managed, svc.persistence)
             )
         elif svc.kind == ServiceKind.KAFKA:
             out.append(Component(name, Role.KAFKA, "kafka", svc.host, svc.listen_ports, 1, svc.managed))
     for stage, kind in enumerate(_SERVICE_ORDER, start=2):
         for name, svc in inv.services.items():
             if svc.kind == kind and kind in PUSH_SERVICE_KINDS:
-                out.append(
-                    Component(name, Role.SERVICE, kind.value, svc.host, svc.listen_ports, stage, svc.managed)
-                )
+                out.append(Component(name, Role.SERVICE, kind.value, svc.host, svc.listen_ports, stage, svc.managed))
     return out
 
 

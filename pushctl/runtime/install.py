@@ -46,9 +46,7 @@ def _require(tool: str, how: str) -> str:
 
 def _toxiproxy_version(binary: str | Path) -> str | None:
     try:
-        out = subprocess.run(
-            [str(binary), "-version"], capture_output=True, text=True, timeout=10, check=False
-        )
+        out = subprocess.run([str(binary), "-version"], capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return None
     return out.stdout.strip().rsplit(" ", 1)[-1] or None
@@ -104,9 +102,7 @@ def ensure_redis(log: Log) -> Path:
         return Path(found)
     apt = shutil.which("apt-get")
     if apt is None:
-        raise MissingToolchain(
-            "redis-server not found and no apt-get: install Redis 7 (redis-server) yourself"
-        )
+        raise MissingToolchain("redis-server not found and no apt-get: install Redis 7 (redis-server) yourself")
     if os.geteuid() != 0:
         raise MissingToolchain("redis-server not found: run `sudo apt-get install redis-server` (needs root)")
     log("installing redis-server with apt-get ...")

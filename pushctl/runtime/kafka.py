@@ -182,13 +182,9 @@ def find_java() -> str:
     java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").is_file() else None
     java = java or shutil.which("java")
     if java is None:
-        raise MissingToolchain(
-            "java not found: install OpenJDK 17+ (apt-get install openjdk-17-jre-headless)"
-        )
+        raise MissingToolchain("java not found: install OpenJDK 17+ (apt-get install openjdk-17-jre-headless)")
     try:
-        out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False).stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MissingToolchain(f"{java} does not run ({exc}): install OpenJDK 17+") from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)

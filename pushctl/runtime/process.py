@@ -75,9 +75,7 @@ class ProcessRuntime(Runtime):
     def _read_pid(self, name: str) -> PidRecord | None:
         try:
             raw = json.loads(self._pidfile(name).read_text())
-            return PidRecord(
-                int(raw["pid"]), int(raw["starttime"]), float(raw["started_at"]), list(raw["argv"])
-            )
+            return PidRecord(int(raw["pid"]), int(raw["starttime"]), float(raw["started_at"]), list(raw["argv"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -101,9 +99,7 @@ class ProcessRuntime(Runtime):
         self._check_ports()
         deadline = time.monotonic() + timeout
         try:
-            await self._start_stage(
-                [c for c in self.components if c.role == Role.TOXIPROXY], installed, deadline
-            )
+            await self._start_stage([c for c in self.components if c.role == Role.TOXIPROXY], installed, deadline)
             await fault_links.sync_links(self.inv)
             await self._start_stage(
                 [c for c in self.components if c.role in (Role.REDIS, Role.KAFKA)], installed, deadline
@@ -111,9 +107,7 @@ class ProcessRuntime(Runtime):
             kafka_svc = next((c for c in self.components if c.role == Role.KAFKA), None)
             if kafka_svc is not None:
                 await topics.ensure_topics(self.inv, kafka_svc.name)
-            await self._start_stage(
-                [c for c in self.components if c.role == Role.SERVICE], installed, deadline
-            )
+            await self._start_stage([c for c in self.components if c.role == Role.SERVICE], installed, deadline)
         except BaseException:
             if self._started:
                 self.log(f"stopping what this run started: {', '.join(self._started)}")
@@ -274,9 +268,7 @@ class ProcessRuntime(Runtime):
     async def signal(self, component: str, action: str) -> str:
         comp = next((c for c in self.components if c.name == component), None)
         if comp is None:
-            raise UsageError(
-                f"unknown component {component!r}; valid: {', '.join(c.name for c in self.components)}"
-            )
+            raise UsageError(f"unknown component {component!r}; valid: {', '.join(c.name for c in self.components)}")
         if action in ("restart", "ensure-running"):
             return await self._restart(comp, only_if_down=action == "ensure-running")
         rec = self.alive(component)

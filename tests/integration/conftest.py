@@ -31,6 +31,11 @@ class Stack:
     env: dict[str, str]
     status: dict[str, object]
 
+    @property
+    def confirm(self) -> list[str]:
+        """`--confirm-target NAME` when this stack is not the reference one (every change needs it)."""
+        return [] if self.inventory.reference else ["--confirm-target", self.inventory.name]
+
     def pushctl(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the real CLI against this stack."""
         inv_args = ["--inventory", self.inventory.source]

@@ -51,6 +51,7 @@ def test_redis_outage_without_the_inline_fallback_fails_the_drill(broken_stack: 
         "90",
         "--rate",
         "150",
+        *broken_stack.confirm,
         "--json",
         timeout=180,
     )
@@ -75,6 +76,7 @@ def test_region_failure_without_offline_storage_fails_the_drill(broken_stack: St
         "90",
         "--rate",
         "150",
+        *broken_stack.confirm,
         "--json",
         timeout=180,
     )

@@ -135,9 +135,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniStack]:
             ["redis-server", "--port", str(store.port), "--bind", "127.0.0.1", "--save", ""],
         )
         for name, tp in inv.toxiproxy.items():
-            st.start(
-                name, [str(toxiproxy), "-host", "127.0.0.1", "-port", str(tp.port)], {"LOG_LEVEL": "warn"}
-            )
+            st.start(name, [str(toxiproxy), "-host", "127.0.0.1", "-port", str(tp.port)], {"LOG_LEVEL": "warn"})
         for name, tp in inv.toxiproxy.items():
             proxies = [
                 {"name": lk.name, "listen": f"127.0.0.1:{lk.listen}", "upstream": lk.upstream_addr}
@@ -266,9 +264,7 @@ async def test_drain_moves_devices_to_the_next_region_and_withdrawal_restores(mi
 
     async with aiohttp.ClientSession(headers=mini.auth) as http:
         followers = [asyncio.create_task(follow(d, ws)) for d, ws in conns.items()]
-        async with http.post(
-            f"{mini.url('scheduler')}/v1/policies", json={"region": "south", "spread_s": 1}
-        ) as r:
+        async with http.post(f"{mini.url('scheduler')}/v1/policies", json={"region": "south", "spread_s": 1}) as r:
             assert r.status == 201
             policy = await r.json()
         await asyncio.wait_for(asyncio.gather(*followers), 15)

@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.timeout(1
 
 ENGINE_SH = REPO / "stack" / "install" / "docker" / "engine.sh"
 NAME = "dockertest"
+CONFIRM = ("--confirm-target", NAME)  # every change to this non-reference stack names it
 PROBE = ["--devices", "90", "--rate", "150"]
 _PORT_KEYS = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=\s*)(\d+)", re.MULTILINE)
 
@@ -186,7 +187,7 @@ def test_logs_are_the_containers_output(dstack: DockerStack) -> None:
 
 
 def test_drain_drill_holds_the_slo(dstack: DockerStack) -> None:
-    code, data = dstack.run_json("drain", "--region", "south", "--spread", "2s", *PROBE)
+    code, data = dstack.run_json("drain", "--region", "south", "--spread", "2s", *PROBE, *CONFIRM)
     assert code == 0, data["verdict"]
     assert_held(data)
     assert data["measurements"]["drained"] is True and data["measurements"]["devices_left"] == 0
@@ -195,7 +196,9 @@ def test_drain_drill_holds_the_slo(dstack: DockerStack) -> None:
 
 def test_redis_crash_kills_the_container_and_the_drill_holds(dstack: DockerStack) -> None:
     started = dstack.container("redis-cache").attrs["State"]["StartedAt"]
-    code, data = dstack.run_json("fail", "redis", "--mode", "crash", "--duration", "8s", "--runtime", "docker", *PROBE)
+    code, data = dstack.run_json(
+        "fail", "redis", "--mode", "crash", "--duration", "8s", "--runtime", "docker", *PROBE, *CONFIRM
+    )
     assert code == 0, data["verdict"]
     assert_held(data)
     assert data["measurements"]["fallback_detected_s"] is not None
@@ -223,7 +226,7 @@ def test_pause_freezes_a_container_and_resume_thaws_it(dstack: DockerStack) -> N
 
 
 def test_cpu_limit_sets_a_quota_and_clear_lifts_it(dstack: DockerStack) -> None:
-    code, _ = dstack.run_json("fault", "cpu", "bypass", "--cpus", "0.2", "--runtime", "docker")
+    code, _ = dstack.run_json("fault", "cpu", "bypass", "--cpus", "0.2", "--runtime", "docker", *CONFIRM)
     assert code == 0
     host = dstack.container("bypass").attrs["HostConfig"]
     assert (host["CpuQuota"], host["CpuPeriod"]) == (20_000, 100_000)

@@ -26,12 +26,8 @@ pytestmark = pytest.mark.integration
 LIBRARY = REPO / "experiments"
 
 
-def confirm(stack: Stack) -> list[str]:
-    return [] if stack.inventory.reference else ["--confirm-target", stack.inventory.name]
-
-
 def run_experiment(stack: Stack, target: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return stack.pushctl("experiment", "run", str(target), *confirm(stack), *extra, timeout=timeout)
+    return stack.pushctl("experiment", "run", str(target), *stack.confirm, *extra, timeout=timeout)
 
 
 def journals(stack: Stack) -> list[Path]:
@@ -54,7 +50,7 @@ def start(stack: Stack, target: Path) -> subprocess.Popen[str]:
             "experiment",
             "run",
             str(target),
-            *confirm(stack),
+            *stack.confirm,
         ],
         env=stack.env,
         cwd=REPO,

@@ -23,7 +23,7 @@ PROBE = ["--devices", "90", "--rate", "150"]
 
 
 def run_json(stack: Stack, *args: str, timeout: float = 180) -> tuple[int, dict[str, Any]]:
-    proc = stack.pushctl(*args, "--json", timeout=timeout)
+    proc = stack.pushctl(*args, *stack.confirm, "--json", timeout=timeout)
     try:
         data = json.loads(proc.stdout)
     except ValueError:

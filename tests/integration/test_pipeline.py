@@ -263,7 +263,7 @@ def test_slo_check_exits_1_and_reports_loss_when_a_device_link_goes_down(stack: 
         # `slo check` connects every device first, then sends: take the link away once the region's
         # devices are connected and pushes reach them
         asyncio.run(_wait_sending(inv, FAULT_REGION, conns_before + there, pushes_before, proc))
-        stack.pushctl("fault", "down", link, check=True)
+        stack.pushctl("fault", "down", link, *stack.confirm, check=True)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -33,9 +33,7 @@ PORT_SHIFT = int(os.environ.get("PUSHCTL_TEST_PORT_SHIFT", "2000"))
 
 
 def verify(stack: Stack, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    confirm = (
-        [] if stack.inventory.reference or "--confirm-target" in args else ["--confirm-target", stack.inventory.name]
-    )
+    confirm = [] if "--confirm-target" in args else stack.confirm
     proc = stack.pushctl("runbook", "verify", "--json", *confirm, *args, timeout=timeout)
     try:
         data = json.loads(proc.stdout)

@@ -68,7 +68,9 @@ def test_latency_fault_on_redis_link_delays_ping_and_clear_removes_it(stack: Sta
     baseline = asyncio.run(_ping_ms(port))
     assert baseline < 100
     try:
-        added = stack.pushctl("fault", "add", "cache", "latency", "--latency", "300", "--json", check=True)
+        added = stack.pushctl(
+            "fault", "add", "cache", "latency", "--latency", "300", *stack.confirm, "--json", check=True
+        )
         assert "latency" in added.stdout
         delayed = asyncio.run(_ping_ms(port))
         assert 280 <= delayed < 2000, delayed

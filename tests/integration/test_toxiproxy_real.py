@@ -183,9 +183,7 @@ async def test_links_against_real_toxiproxy(server: Server) -> None:
 
         # latency on both streams; an open connection is reset so it cannot miss the toxic (#148)
         old_reader, old_writer = await asyncio.open_connection("127.0.0.1", listen)
-        res = await links.add_fault(
-            inv, "echo", "latency", {"latency": LATENCY_MS}, "both", reset_connections=True
-        )
+        res = await links.add_fault(inv, "echo", "latency", {"latency": LATENCY_MS}, "both", reset_connections=True)
         assert "every open connection" in res.connections
         with contextlib.suppress(ConnectionError):
             assert await asyncio.wait_for(old_reader.read(), 5) == b""  # closed by the reset

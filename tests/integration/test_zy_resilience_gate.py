@@ -19,12 +19,11 @@ def test_the_whole_experiment_library_passes(stack: Stack) -> None:
     reports = REPO / "reports"
     reports.mkdir(exist_ok=True)
     junit, html = reports / "experiments.xml", reports / "experiments.html"
-    confirm = [] if stack.inventory.reference else ["--confirm-target", stack.inventory.name]
     proc = stack.pushctl(
         "experiment",
         "run",
         "experiments/",
-        *confirm,
+        *stack.confirm,
         "--no-live",
         "--junit",
         str(junit),

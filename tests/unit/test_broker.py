@@ -236,10 +236,7 @@ async def test_group_fan_out_reports_each_device_of_a_shared_id(broker: Broker) 
             await acking.send(frames.Ack(id=json.loads(raw)["id"]).model_dump_json())
 
     acker = asyncio.create_task(ack_all())
-    msgs = [
-        Message(id="g1", device=d, sent_at=1.0, payload="p", group="g")
-        for d in ("g-acker", "g-silent", "g-gone")
-    ]
+    msgs = [Message(id="g1", device=d, sent_at=1.0, payload="p", group="g") for d in ("g-acker", "g-silent", "g-gone")]
     result = await broker.deliver(msgs, timeout_s=0.3)
     assert (result.acked, result.acked_devices) == (["g1"], ["g-acker"])
     assert (result.timeout, result.timeout_devices) == (["g1"], ["g-silent"])

@@ -62,9 +62,7 @@ async def test_concurrent_writes_are_group_committed(client) -> None:  # type: i
     assert {r.status for r in responses} == {200}
     metrics = await (await cli.get("/metrics")).text()
     commits = next(
-        float(line.split()[1])
-        for line in metrics.splitlines()
-        if line.startswith("pushstack_diskkv_commits_total")
+        float(line.split()[1]) for line in metrics.splitlines() if line.startswith("pushstack_diskkv_commits_total")
     )
     assert commits < 50
     assert await (await cli.get("/v1/kv/k49", headers=auth)).read() == b"49"

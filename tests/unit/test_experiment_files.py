@@ -227,7 +227,7 @@ def test_run_refuses_an_inventory_that_is_not_the_reference_without_confirmation
         "--confirm-target",
         "reference",
     )
-    assert code == 2 and "not the reference stack" in err
+    assert code == 2 and "does not match the inventory's name 'other'" in err.replace("\n", "")
 
 
 def test_tolerances() -> None:

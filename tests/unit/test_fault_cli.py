@@ -80,9 +80,7 @@ async def test_remove_links_deletes_every_proxy(inv: Inventory, fake: FakeToxipr
     assert await links.remove_links(inv, transport=fake.transport()) == []
 
 
-async def test_add_fault_both_streams_warns_about_open_connections(
-    inv: Inventory, fake: FakeToxiproxy
-) -> None:
+async def test_add_fault_both_streams_warns_about_open_connections(inv: Inventory, fake: FakeToxiproxy) -> None:
     res = await links.add_fault(
         inv, "device-north", "latency", {"latency": 150}, Stream.BOTH, transport=fake.transport()
     )
@@ -98,12 +96,8 @@ async def test_add_fault_both_streams_warns_about_open_connections(
     assert fake.calls("PATCH") == 0
 
 
-async def test_add_fault_with_reset_closes_connections_after_adding(
-    inv: Inventory, fake: FakeToxiproxy
-) -> None:
-    res = await links.add_fault(
-        inv, "kafka", "timeout", {}, reset_connections=True, transport=fake.transport()
-    )
+async def test_add_fault_with_reset_closes_connections_after_adding(inv: Inventory, fake: FakeToxiproxy) -> None:
+    res = await links.add_fault(inv, "kafka", "timeout", {}, reset_connections=True, transport=fake.transport())
     order = [(r.method, json.loads(r.content)) for r in fake.requests if r.method in ("POST", "PATCH")]
     assert order[0][0] == "POST"
     assert [body for method, body in order if method == "PATCH"] == [{"enabled": False}, {"enabled": True}]
@@ -150,9 +144,7 @@ async def test_down_up_and_clear(inv: Inventory, fake: FakeToxiproxy) -> None:
     assert up.enabled
 
 
-async def test_clear_tries_every_link_and_names_the_ones_it_could_not(
-    inv: Inventory, fake: FakeToxiproxy
-) -> None:
+async def test_clear_tries_every_link_and_names_the_ones_it_could_not(inv: Inventory, fake: FakeToxiproxy) -> None:
     t = fake.transport()
     await links.add_fault(inv, "cache", "timeout", {}, transport=t)
     fake.down.add(NORTH)
@@ -244,9 +236,7 @@ def test_add_json(monkeypatch: pytest.MonkeyPatch, fake: FakeToxiproxy) -> None:
     assert "open connections may not see it" in body["results"][0]["connections"]
 
 
-def test_add_text_says_what_open_connections_saw(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeToxiproxy
-) -> None:
+def test_add_text_says_what_open_connections_saw(monkeypatch: pytest.MonkeyPatch, fake: FakeToxiproxy) -> None:
     code, out, _ = run(monkeypatch, fake, "fault", "add", "kafka", "timeout", "--reset-connections")
     assert code == 0
     assert "timeout-down: timeout 0 ms (down, all connections)" in out

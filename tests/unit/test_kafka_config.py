@@ -152,9 +152,7 @@ def test_explicit_internal_port_wins(tmp_path: Path) -> None:
 
 
 def test_derived_internal_port_that_clashes_is_rejected(tmp_path: Path) -> None:
-    inv = inventory_with(
-        tmp_path, "controller_port = 17093\ninternal_port = 17094 ", "controller_port = 17091\n"
-    )
+    inv = inventory_with(tmp_path, "controller_port = 17093\ninternal_port = 17094 ", "controller_port = 17091\n")
 
     with pytest.raises(InventoryError, match=r"controller_port \+ 1 = 17092.*internal_port"):
         kafka_settings(inv, "kafka", tmp_path)
@@ -287,9 +285,7 @@ def test_install_resolves_into_the_cache_once(tmp_path: Path, monkeypatch: pytes
     assert messages
 
 
-def test_failed_mvn_reports_its_last_lines_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_mvn_reports_its_last_lines_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_mvn(
         tmp_path / "bin",
         'for i in $(seq 1 40); do echo "line $i"; done\necho "[ERROR] no network" >&2\nexit 1\n',
@@ -381,9 +377,7 @@ async def test_ready_is_false_against_a_black_hole() -> None:
         await server.wait_closed()
 
 
-def test_install_removes_the_staging_of_a_killed_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_install_removes_the_staging_of_a_killed_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_mvn(tmp_path / "bin", COPY_JARS)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.defpath}")
     monkeypatch.setattr(kafka, "find_java", lambda: JAVA)

@@ -142,9 +142,7 @@ async def test_group_payloads_come_from_the_disk_kv_when_the_cache_is_down() -> 
 
 
 async def test_a_group_payload_not_yet_persisted_waits() -> None:
-    out = await _resolver(FakeCache({}), FakeKV({})).resolve(
-        [_item("g:1", payload_ref="group-payload:g", group="g")]
-    )
+    out = await _resolver(FakeCache({}), FakeKV({})).resolve([_item("g:1", payload_ref="group-payload:g", group="g")])
     assert [it.msg.id for it in out.later] == ["g:1"]
 
 

@@ -36,9 +36,7 @@ def options(**kw: Any) -> dict[str, Any]:
 
 
 def test_probe_options_from_the_command_line() -> None:
-    o = probe_options(
-        **options(duration="1m", deadline="500ms", grace="0s", regions="north=2,east", no_reconnect=True)
-    )
+    o = probe_options(**options(duration="1m", deadline="500ms", grace="0s", regions="north=2,east", no_reconnect=True))
     assert (o.duration, o.deadline, o.grace) == (60.0, 0.5, 0.0)
     assert o.regions == {"north": 2.0, "east": 1.0}
     assert o.reconnect is False

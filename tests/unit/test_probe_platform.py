@@ -91,9 +91,7 @@ class FakePlatform:
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         for region, port in self.broker_ports.items():
-            server = await serve(
-                functools.partial(self._region_broker, region), "127.0.0.1", port, compression=None
-            )
+            server = await serve(functools.partial(self._region_broker, region), "127.0.0.1", port, compression=None)
             self._servers.append(server)
         for port, routes in (
             (self.dispatcher_port, [web.get("/v1/endpoints", self._endpoints)]),
@@ -237,9 +235,7 @@ class FakePlatform:
         targets = group.devices if group.devices is not None else sorted(self.seen[group.region or ""])
         if not self.drop(group.id):
             for device in targets:
-                await self.deliver(
-                    device, frames.Push(id=group.id, payload=group.payload, sent_at=group.sent_at)
-                )
+                await self.deliver(device, frames.Push(id=group.id, payload=group.payload, sent_at=group.sent_at))
         return web.Response(text=AccessResult(accepted=1, direct=1, buffered=0, rejected=0).model_dump_json())
 
     # ---- an inventory pointing at it -----------------------------------------------------------
@@ -306,9 +302,7 @@ def alive(pid: int) -> bool:
 
 
 # ---- one device, up close ------------------------------------------------------------------------
-async def test_device_acks_every_push_and_counts_raw_duplicates(
-    platform: FakePlatform, tmp_path: Path
-) -> None:
+async def test_device_acks_every_push_and_counts_raw_duplicates(platform: FakePlatform, tmp_path: Path) -> None:
     platform.duplicate = True
     config = device_config(platform.inventory(tmp_path))
     ledger = Ledger(deadline=1.0)
@@ -401,9 +395,7 @@ async def test_group_pushes_count_one_delivery_per_device(platform: FakePlatform
     assert (summary.lost, summary.late) == (0, 0)
 
 
-async def test_region_group_pushes_reach_every_device_seen_there(
-    platform: FakePlatform, tmp_path: Path
-) -> None:
+async def test_region_group_pushes_reach_every_device_seen_there(platform: FakePlatform, tmp_path: Path) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(rate=0.0, group_rate=4.0, group_target="region"))
     summary = await probe.run()
     assert summary.sent == 6 * 10  # 10 devices per region
@@ -454,9 +446,7 @@ async def test_lost_connections_fail_over_and_nothing_is_lost(platform: FakePlat
     assert summary.lost == 0
 
 
-async def test_without_reconnection_a_lost_connection_loses_messages(
-    platform: FakePlatform, tmp_path: Path
-) -> None:
+async def test_without_reconnection_a_lost_connection_loses_messages(platform: FakePlatform, tmp_path: Path) -> None:
     """The checker shown to fail: devices that stay offline leave their messages undelivered."""
     probe = Probe(platform.inventory(tmp_path), opts(duration=None, grace=0.5, reconnect=False))
     await probe.start()
@@ -490,9 +480,7 @@ async def test_live_snapshot_while_sending(platform: FakePlatform, tmp_path: Pat
 
 
 # ---- sharding -------------------------------------------------------------------------------------
-async def test_sharded_probe_merges_workers_and_terminates_them(
-    platform: FakePlatform, tmp_path: Path
-) -> None:
+async def test_sharded_probe_merges_workers_and_terminates_them(platform: FakePlatform, tmp_path: Path) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(workers=2, devices=20, rate=40.0))
     summary = await probe.run()
     assert summary.sent == 60
@@ -508,9 +496,7 @@ async def test_sharded_probe_catches_loss_too(platform: FakePlatform, tmp_path: 
     assert summary.lost == sum(1 for i in range(1, 61) if str(i).endswith("3"))
 
 
-async def test_closing_a_sharded_probe_midway_kills_its_workers(
-    platform: FakePlatform, tmp_path: Path
-) -> None:
+async def test_closing_a_sharded_probe_midway_kills_its_workers(platform: FakePlatform, tmp_path: Path) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(workers=2, devices=10, duration=None))
     task = asyncio.create_task(probe.start())
     await until(lambda: len(probe.worker_pids) == 2)
@@ -593,9 +579,7 @@ def test_cli_slo_check_holds(threaded_platform: FakePlatform, tmp_path: Path) ->
     assert "SLO held" in out
 
 
-def test_cli_slo_check_breached_exits_1_with_the_numbers(
-    threaded_platform: FakePlatform, tmp_path: Path
-) -> None:
+def test_cli_slo_check_breached_exits_1_with_the_numbers(threaded_platform: FakePlatform, tmp_path: Path) -> None:
     threaded_platform.drop = lambda msg_id: msg_id.endswith("5")
     _, out, exc = invoke(threaded_platform, tmp_path, "slo", "check", "--target", "99.9", *FAST, "--json")
     assert isinstance(exc, SloBreached) and exc.exit_code == 1

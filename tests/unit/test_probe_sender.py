@@ -60,9 +60,7 @@ class FakeAccess:
             n = 1
         if self.status != 200:
             return httpx.Response(self.status)
-        return httpx.Response(
-            200, json={"accepted": n, "direct": n - n // 2, "buffered": n // 2, "rejected": 0}
-        )
+        return httpx.Response(200, json={"accepted": n, "direct": n - n // 2, "buffered": n // 2, "rejected": 0})
 
 
 def devices(n: int = 20) -> list[str]:
@@ -91,9 +89,7 @@ async def test_targets_are_spread_over_all_devices() -> None:
     access = FakeAccess()
     ledger = Ledger()
     async with httpx.AsyncClient(transport=httpx.MockTransport(access)) as http:
-        sender = Sender(
-            "http://access", "tok", devices(5), ledger, run_id="r", rate=1000.0, seed=2, http=http
-        )
+        sender = Sender("http://access", "tok", devices(5), ledger, run_id="r", rate=1000.0, seed=2, http=http)
         await sender.run(duration=0.5)
     per_device = Counter(m["device"] for b in access.batches for m in b["messages"])
     assert set(per_device) == set(devices(5))

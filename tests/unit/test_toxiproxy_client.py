@@ -341,10 +341,7 @@ async def test_listen_read_back_as_bound_address_counts_as_same(fake: FakeToxipr
 
 async def test_delete_proxy_and_reset_and_populate(fake: FakeToxiproxy) -> None:
     async with client(fake) as tp:
-        specs = [
-            ProxySpec(name=n, listen=f"127.0.0.1:1800{i}", upstream="127.0.0.1:17001")
-            for i, n in enumerate("ab")
-        ]
+        specs = [ProxySpec(name=n, listen=f"127.0.0.1:1800{i}", upstream="127.0.0.1:17001") for i, n in enumerate("ab")]
         states = await tp.populate(specs)
         assert [s.name for s in states] == ["a", "b"]
         await tp.add_toxic("a", lat())

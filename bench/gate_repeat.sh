@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Repeat a CI resilience gate N times on one clean reference stack and count the passes.
+#
+#   bench/gate_repeat.sh experiments 20 [PORT_OFFSET]   # pushctl experiment run experiments/
+#   bench/gate_repeat.sh runbooks 20 [PORT_OFFSET]      # pushctl runbook verify (all runbooks)
+#
+# A gate that cries wolf is worse than none, so this is how we measure it (bench/RESULTS.md).
+# PORT_OFFSET (default 0) shifts every port of the reference inventory so two loops, or a loop and a
+# developer's own stack, can run side by side; the copy is then a non-reference target and every run
+# passes --confirm-target. Each iteration prints: iteration, exit code, seconds, failed testcases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+gate=${1:?usage: bench/gate_repeat.sh experiments|runbooks N [PORT_OFFSET]}
+runs=${2:-20}
+offset=${3:-0}
+work=$(mktemp -d "/tmp/pushctl-gate-${gate}-XXXXXX")
+export PUSHCTL_RUN_DIR="$work/run"
+pushctl=.venv/bin/pushctl
+confirm=()
+if [ "$offset" != 0 ]; then
+  .venv/bin/python - "$offset" "$gate" "$work/topology.toml" <<'EOF'
+import re, sys
+from pathlib import Path
+offset, gate, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+text = Path("stack/topology.toml").read_text()
+text = re.sub(r"\b(1[78]\d\d\d)\b", lambda m: str(int(m.group(1)) + offset), text)
+text = text.replace('name = "reference"', f'name = "gate-{gate}"').replace("reference = true", "reference = false")
+out.write_text(text)
+EOF
+  export PUSHCTL_INVENTORY="$work/topology.toml"
+  confirm=(--confirm-target "gate-$gate")
+fi
+
+case "$gate" in
+  experiments) cmd=(experiment run experiments/ --no-live) ;;
+  runbooks) cmd=(runbook verify) ;;
+  *) echo "unknown gate: $gate (experiments|runbooks)" >&2; exit 2 ;;
+esac
+
+trap '$pushctl stack down >/dev/null 2>&1 || true' EXIT
+$pushctl stack up >/dev/null
+passed=0
+for i in $(seq 1 "$runs"); do
+  start=$(date +%s)
+  rc=0
+  timeout 1200 $pushctl "${cmd[@]}" "${confirm[@]}" --junit "$work/junit-$i.xml" >"$work/out-$i.log" 2>&1 || rc=$?
+  failed=$(.venv/bin/python - "$work/junit-$i.xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception as exc:  # no report at all is itself a finding
+    print(f"(no junit: {exc.__class__.__name__})"); sys.exit()
+bad = [f"{c.get('classname')}::{c.get('name')}" for c in root.iter("testcase")
+       if c.find("failure") is not None or c.find("error") is not None]
+print(", ".join(bad) or "-")
+EOF
+)
+  [ "$rc" = 0 ] && passed=$((passed + 1))
+  echo "$gate run $i/$runs: exit $rc in $(( $(date +%s) - start )) s; failed: $failed"
+done
+echo "$gate: $passed/$runs passed (logs in $work)"
