@@ -61,7 +61,9 @@ LIMIT_ENV = "PUSHCTL_BROKER_LIMIT"
 DEFAULT_LIMIT = 9000
 AUTH_TIMEOUT_S = 5.0
 ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out anyway
-CLOSE_GRACE_S = 1.0  # a drained device may connect elsewhere before its old connection closes
+# A drained device connects elsewhere before its old connection closes (make before break). Closing
+# it sooner than a loaded device can move leaves it without a route: its messages go offline.
+CLOSE_GRACE_S = 5.0
 OVER_LIMIT_RETRY_MS = 2000
 YIELD_EVERY = 500  # writes between yields to the event loop in big fan-outs
 PONG = frames.Pong().model_dump_json()

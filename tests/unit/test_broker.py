@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pushstack.broker as broker_module
 import pytest
 from pushstack.acks import push_frame
 from pushstack.broker import Broker, drain_plan
@@ -276,7 +277,10 @@ async def test_deliver_over_http_needs_the_token(broker: Broker) -> None:
             assert "pushstack_broker_connection_limit 7.0" in await resp.text()
 
 
-async def test_drain_orders_reconnects_closes_with_4000_and_refuses_new_devices(broker: Broker) -> None:
+async def test_drain_orders_reconnects_closes_with_4000_and_refuses_new_devices(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker_module, "CLOSE_GRACE_S", 0.5)  # devices here ignore their orders
     conns = [(await device(broker, f"dev-{i}"))[0] for i in range(5)]
     broker.follower.offer(drain_set("south", spread_s=0.5))
     orders = [json.loads(await ws.recv()) for ws in conns]
