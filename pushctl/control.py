@@ -10,9 +10,11 @@ links it breaks: a fault on a link must not blind the operator's control plane.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
 from pushctl._http import tls
@@ -198,14 +200,11 @@ class PlatformClient:
             raise TargetUnreachable(f"{service} /metrics: {type(exc).__name__}") from exc
         return resp.text
 
-    async def metric_value(self, service: str, metric: str) -> float | None:
-        """Sum of a Prometheus metric's samples on a service (None when absent)."""
-        text = await self.metrics(service)
-        total: float | None = None
-        for line in text.splitlines():
-            if line.startswith(metric) and (line[len(metric) : len(metric) + 1] in (" ", "{")):
-                total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
-        return total
+    async def metric_value(
+        self, service: str, metric: str, labels: Mapping[str, str] | None = None
+    ) -> float | None:
+        """Sum of a Prometheus metric's samples on a service, only those with `labels` (None when absent)."""
+        return sum_samples(await self.metrics(service), metric, labels)
 
     async def buffer_lag(self) -> float | None:
         """Messages waiting in the Kafka buffer, as the bypass consumer reports it."""
@@ -213,3 +212,21 @@ class PlatformClient:
         if bypass is None:
             return None
         return await self.metric_value(bypass, "pushstack_bypass_lag")
+
+
+def sum_samples(text: str, metric: str, labels: Mapping[str, str] | None = None) -> float | None:
+    """The sum of the samples named `metric` in Prometheus text whose labels include `labels`.
+
+    `metric` is the sample name as exposed (`pushstack_access_pushes_total`), so a counter's
+    `_created` samples never count. None when no sample matches.
+    """
+    want = dict(labels or {})
+    total: float | None = None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and want.items() <= sample.labels.items():
+                    total = (total or 0.0) + sample.value
+    except ValueError as exc:
+        raise TargetUnreachable(f"unreadable metrics while looking for {metric}: {exc}") from exc
+    return total

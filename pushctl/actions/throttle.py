@@ -36,6 +36,7 @@ class ThrottleAccess(Action):
         self.threshold = threshold
         self.duration_s = duration_s
         self.timeout_s = duration_s + 90
+        self._before: tuple[float, float] = (0.0, 0.0)  # counters at apply; `recover` never applied
 
     def params(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,15 @@ class ThrottleAccess(Action):
             )
         ]
 
+    async def _counts(self, ctx: ActionContext) -> tuple[float, float]:
+        """(buffered, rejected) pushes so far, from the access tier's counters."""
+        access = ctx.api.access
+        buffered = await ctx.api.metric_value(access, "pushstack_access_pushes_total", {"path": "buffer"})
+        rejected = await ctx.api.metric_value(access, "pushstack_access_rejected_total")
+        return buffered or 0.0, rejected or 0.0
+
     async def apply(self, ctx: ActionContext) -> None:
+        self._before = await self._counts(ctx)
         before = await ctx.api.throttle()
         ctx.journal.will_undo("set_throttle", f"throttle back to {before.mode}", throttle=before.model_dump())
         await ctx.api.set_throttle(self._throttle(before))
@@ -87,10 +96,11 @@ class ThrottleAccess(Action):
             return (await ctx.api.buffer_lag() or 0.0) == 0.0
 
         drain_s = await wait_until(drained, timeout=60.0, poll=0.5)
-        access = ctx.api.access
+        buffered, rejected = await self._counts(ctx)
+        start = self._before
         return {
             "peak_buffer_lag": peak,
             "buffer_drained_s": None if drain_s is None else round(drain_s, 1),
-            "buffered_total": await ctx.api.metric_value(access, "pushstack_access_pushes_total"),
-            "rejected_total": await ctx.api.metric_value(access, "pushstack_access_rejected_total"),
+            "buffered": buffered - start[0],  # pushes the access tier sent to the Kafka buffer meanwhile
+            "rejected": rejected - start[1],  # pushes no path would take meanwhile (target 0)
         }
