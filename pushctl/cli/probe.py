@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
@@ -82,20 +84,23 @@ def parse_regions(text: str | None) -> dict[str, float] | None:
 
 def probe_options(
     *,
-    devices: int,
-    rate: float,
-    group_rate: float,
-    group_size: int,
-    group_target: GroupTarget,
-    duration: str,
-    deadline: str,
-    grace: str,
-    regions: str | None,
-    no_reconnect: bool,
-    workers: int | None,
-    seed: int | None,
+    devices: DevicesOpt = 300,
+    rate: RateOpt = 200.0,
+    group_rate: GroupRateOpt = 0.0,
+    group_size: GroupSizeOpt = 10,
+    group_target: GroupTargetOpt = GroupTarget.DEVICES,
+    duration: DurationOpt = "10s",
+    deadline: DeadlineOpt = "1s",
+    grace: GraceOpt = "5s",
+    regions: RegionsOpt = None,
+    no_reconnect: NoReconnectOpt = False,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
 ) -> ProbeOptions:
-    """Command-line values into validated ProbeOptions (UsageError, exit 2, when invalid)."""
+    """Command-line values into validated ProbeOptions (UsageError, exit 2, when invalid).
+
+    Its parameters are the probe's command-line options: `probe_command` gives them to a command.
+    """
     options = ProbeOptions(
         devices=devices,
         rate=rate,
@@ -112,6 +117,33 @@ def probe_options(
     )
     options.validate()
     return options
+
+
+def probe_command(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` every probe option in place of its `options: ProbeOptions` parameter.
+
+    The options keep their flags, defaults and help (`probe run` and `slo check` list the same ones);
+    the command receives them already validated as one ProbeOptions.
+
+        @app.command("check")
+        @probe_command
+        def check(ctx: typer.Context, target: TargetOpt = 99.9, *, options: ProbeOptions, json_out: JsonOpt = False):
+    """
+    own = inspect.signature(command, eval_str=True).parameters
+    shared = inspect.signature(probe_options, eval_str=True).parameters
+    params = [p for name, p in own.items() if name != "options"]
+    at = list(own).index("options")
+    params[at:at] = shared.values()
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        options = probe_options(**{name: kwargs.pop(name) for name in shared})
+        command(**kwargs, options=options)
+
+    signature = inspect.Signature(params, return_annotation=None)
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
 def run_probe(inventory: Inventory, options: ProbeOptions, *, live: bool) -> LedgerSummary:
@@ -169,28 +201,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @app.command("run")
-def run(
-    ctx: typer.Context,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    group_rate: GroupRateOpt = 0.0,
-    group_size: GroupSizeOpt = 10,
-    group_target: GroupTargetOpt = GroupTarget.DEVICES,
-    duration: DurationOpt = "10s",
-    deadline: DeadlineOpt = "1s",
-    grace: GraceOpt = "5s",
-    regions: RegionsOpt = None,
-    no_reconnect: NoReconnectOpt = False,
-    workers: WorkersOpt = None,
-    seed: SeedOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
+@probe_command
+def run(ctx: typer.Context, *, options: ProbeOptions, json_out: JsonOpt = False) -> None:
     """Run synthetic devices and a sender for --duration; classify every message (on time, late, lost)."""
-    options = probe_options(
-        devices=devices, rate=rate, group_rate=group_rate, group_size=group_size, group_target=group_target,
-        duration=duration, deadline=deadline, grace=grace, regions=regions, no_reconnect=no_reconnect,
-        workers=workers, seed=seed,
-    )  # fmt: skip
     summary = run_probe(state(ctx).inventory, options, live=not json_out)
     if json_out:
         render.print_json(summary.to_json())

@@ -13,27 +13,10 @@ from typing import Annotated
 import typer
 
 from pushctl import render
-from pushctl.cli.probe import (
-    DeadlineOpt,
-    DevicesOpt,
-    DurationOpt,
-    GraceOpt,
-    GroupRateOpt,
-    GroupSizeOpt,
-    GroupTarget,
-    GroupTargetOpt,
-    JsonOpt,
-    NoReconnectOpt,
-    RateOpt,
-    RegionsOpt,
-    SeedOpt,
-    WorkersOpt,
-    probe_options,
-    run_probe,
-)
+from pushctl.cli.probe import JsonOpt, probe_command, run_probe
 from pushctl.cli.state import state
 from pushctl.errors import SloBreached
-from pushctl.probe import LedgerSummary
+from pushctl.probe import LedgerSummary, ProbeOptions
 
 app = typer.Typer(help="Check the delivery SLO with a probe run.", no_args_is_help=True)
 
@@ -60,29 +43,9 @@ def breach_message(summary: LedgerSummary, target: float) -> str:
 
 
 @app.command("check")
-def check(
-    ctx: typer.Context,
-    target: TargetOpt = 99.9,
-    devices: DevicesOpt = 300,
-    rate: RateOpt = 200.0,
-    group_rate: GroupRateOpt = 0.0,
-    group_size: GroupSizeOpt = 10,
-    group_target: GroupTargetOpt = GroupTarget.DEVICES,
-    duration: DurationOpt = "10s",
-    deadline: DeadlineOpt = "1s",
-    grace: GraceOpt = "5s",
-    regions: RegionsOpt = None,
-    no_reconnect: NoReconnectOpt = False,
-    workers: WorkersOpt = None,
-    seed: SeedOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
+@probe_command
+def check(ctx: typer.Context, target: TargetOpt = 99.9, *, options: ProbeOptions, json_out: JsonOpt = False) -> None:
     """Run a probe; exit 0 if delivery rate >= --target and nothing was lost, else 1."""
-    options = probe_options(
-        devices=devices, rate=rate, group_rate=group_rate, group_size=group_size, group_target=group_target,
-        duration=duration, deadline=deadline, grace=grace, regions=regions, no_reconnect=no_reconnect,
-        workers=workers, seed=seed,
-    )  # fmt: skip
     summary = run_probe(state(ctx).inventory, options, live=not json_out)
     held = slo_held(summary, target)
     if json_out:

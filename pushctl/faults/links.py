@@ -84,7 +84,7 @@ class FaultResult:
             "link": self.link,
             "action": self.action,
             "enabled": self.enabled,
-            "added": [t.model_dump() | {"summary": summarize(t)} for t in self.added],
+            "added": _toxics_json(self.added),
             "removed": list(self.removed),
             "connections": self.connections,
             "changed": self.changed,
@@ -112,7 +112,7 @@ class LinkFaults:
             "toxiproxy": self.toxiproxy,
             "url": self.url,
             "enabled": self.enabled,
-            "toxics": [t.model_dump() | {"summary": summarize(t)} for t in self.toxics],
+            "toxics": _toxics_json(self.toxics),
             "error": self.error,
         }
 
@@ -347,6 +347,11 @@ def _reworded(exc: PushctlError, message: str, *, hint: str | None) -> PushctlEr
     new = copy.copy(exc)
     new.message, new.hint, new.args = message, hint, (message,)
     return new
+
+
+def _toxics_json(toxics: Sequence[ToxicState]) -> list[dict[str, Any]]:
+    """Toxics as `--json` shows them: Toxiproxy's fields and our one-line summary of each."""
+    return [t.model_dump() | {"summary": summarize(t)} for t in toxics]
 
 
 def _removed_note(removed: Sequence[Toxic]) -> str:

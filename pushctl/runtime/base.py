@@ -1,13 +1,16 @@
-"""The runtime interface: what `pushctl stack` needs from local processes or containers."""
+"""The runtime interface: what `pushctl stack` needs from local processes or containers,
+and the steps of bringing a stack up that do not depend on where it runs."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pushctl.contract.topology import Inventory
+from pushctl.runtime import topics
+from pushctl.runtime.components import Component, Role
 
 Log = Callable[[str], None]
 
@@ -24,6 +27,31 @@ class ComponentStatus:
     pid: int | None = None
     uptime_s: float | None = None
     managed: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        comp: Component,
+        *,
+        running: bool,
+        healthy: bool,
+        detail: str,
+        pid: int | None = None,
+        uptime_s: float | None = None,
+    ) -> ComponentStatus:
+        """What a runtime found of `comp`; name, role, kind, ports and `managed` come from the component."""
+        return cls(
+            name=comp.name,
+            role=comp.role.value,
+            kind=comp.kind,
+            ports=comp.ports,
+            running=running,
+            healthy=healthy,
+            detail=detail,
+            pid=pid,
+            uptime_s=uptime_s,
+            managed=comp.managed,
+        )
 
 
 @dataclass
@@ -89,3 +117,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def signal(self, component: str, action: str) -> str:
         """`crash` (SIGKILL), `pause` (SIGSTOP), `resume` (SIGCONT) or `restart` a component."""
+
+
+async def ensure_kafka_topics(inv: Inventory, comps: Sequence[Component]) -> None:
+    """Create the stack's topics once its Kafka is healthy (a stack without Kafka has none)."""
+    kafka = next((c for c in comps if c.role == Role.KAFKA), None)
+    if kafka is not None:
+        await topics.ensure_topics(inv, kafka.name)

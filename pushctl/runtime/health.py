@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import socket
 import subprocess
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 import redis.asyncio as aioredis
@@ -15,9 +16,12 @@ from redis.backoff import NoBackoff
 
 from pushctl._http import tls
 from pushctl.contract.topology import Inventory
-from pushctl.errors import UsageError
+from pushctl.errors import ComponentFailed, UsageError
 from pushctl.runtime import kafka
 from pushctl.runtime.components import Component, Role
+
+# how long a component may take to become healthy after it starts (Kafka's JVM is the slowest)
+HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
 
 
 async def check(inv: Inventory, comp: Component, *, timeout: float = 2.0) -> tuple[bool, str]:
@@ -73,6 +77,33 @@ async def _http_ok(url: str, timeout: float) -> tuple[bool, str]:
     except ValueError:
         status = "ok"
     return status == "ok", str(status)
+
+
+async def wait_healthy(
+    inv: Inventory,
+    comp: Component,
+    deadline: float,
+    *,
+    exited: Callable[[], Awaitable[bool]],
+    log_tail: Callable[[], Awaitable[str]],
+) -> None:
+    """Check `comp` until it is healthy, by `deadline` (monotonic) and within its role's time.
+
+    ComponentFailed, with the tail of its log, when `exited()` says it stopped or time runs out:
+    each runtime knows how to tell that its component stopped and where its log is.
+    """
+    limit = min(deadline, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
+    detail = "not checked"
+    while time.monotonic() < limit:
+        if await exited():
+            raise ComponentFailed(f"{comp.name} exited during start-up\n{await log_tail()}")
+        ok, detail = await check(inv, comp)
+        if ok:
+            return
+        await asyncio.sleep(0.2)
+    raise ComponentFailed(
+        f"{comp.name} not healthy after {HEALTH_TIMEOUT_S[comp.role]:.0f}s: {detail}\n{await log_tail()}"
+    )
 
 
 def check_ports_free(components: Iterable[Component], is_ours: Callable[[Component], bool]) -> None:

@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pushctl.contract.topology import Inventory
-from pushctl.errors import ComponentFailed, UsageError
+from pushctl.errors import UsageError
 from pushctl.faults import links as fault_links
-from pushctl.runtime import health, kafka, topics
-from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus
+from pushctl.runtime import health, kafka
+from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus, ensure_kafka_topics
 from pushctl.runtime.components import Component, Role, components, redis_argv, service_argv, toxiproxy_argv
 from pushctl.runtime.install import Installed, install_all
 from pushctl.runtime.paths import cache_dir, run_dir
 
 STOP_GRACE_S = 4.0  # Kafka needs ~2.3 s for a clean shutdown; everything stops concurrently
-HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,7 @@ class ProcessRuntime(Runtime):
             await self._start_stage(
                 [c for c in self.components if c.role in (Role.REDIS, Role.KAFKA)], installed, deadline
             )
-            kafka_svc = next((c for c in self.components if c.role == Role.KAFKA), None)
-            if kafka_svc is not None:
-                await topics.ensure_topics(self.inv, kafka_svc.name)
+            await ensure_kafka_topics(self.inv, self.components)
             await self._start_stage([c for c in self.components if c.role == Role.SERVICE], installed, deadline)
         except BaseException:
             if self._started:
@@ -170,18 +167,13 @@ class ProcessRuntime(Runtime):
         self._started.append(comp.name)
 
     async def _wait_healthy(self, comp: Component, deadline: float) -> None:
-        limit = min(deadline, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
-        detail = "not checked"
-        while time.monotonic() < limit:
-            if comp.managed and self.alive(comp.name) is None:
-                raise ComponentFailed(f"{comp.name} exited during start-up\n{self._log_tail(comp.name)}")
-            ok, detail = await health.check(self.inv, comp)
-            if ok:
-                return
-            await asyncio.sleep(0.2)
-        raise ComponentFailed(
-            f"{comp.name} not healthy after {HEALTH_TIMEOUT_S[comp.role]:.0f}s: {detail}\n{self._log_tail(comp.name)}"
-        )
+        async def exited() -> bool:
+            return comp.managed and self.alive(comp.name) is None
+
+        async def log_tail() -> str:
+            return self._log_tail(comp.name)
+
+        await health.wait_healthy(self.inv, comp, deadline, exited=exited, log_tail=log_tail)
 
     def _log_tail(self, name: str, lines: int = 20) -> str:
         path = self.log_path(name)
@@ -232,17 +224,13 @@ class ProcessRuntime(Runtime):
             rec = self.alive(comp.name) if comp.managed else None
             running = rec is not None or not comp.managed
             ok, detail = await health.check(self.inv, comp) if running else (False, "not running")
-            return ComponentStatus(
-                name=comp.name,
-                role=comp.role.value,
-                kind=comp.kind,
-                ports=comp.ports,
+            return ComponentStatus.of(
+                comp,
                 running=running,
                 healthy=ok,
                 detail=detail,
                 pid=rec.pid if rec else None,
                 uptime_s=round(time.time() - rec.started_at, 1) if rec else None,
-                managed=comp.managed,
             )
 
         comps = await asyncio.gather(*(one(c) for c in self.components))
@@ -297,7 +285,7 @@ class ProcessRuntime(Runtime):
             need_redis=comp.role == Role.REDIS,
         )
         await asyncio.to_thread(self._spawn, comp, installed)
-        await self._wait_healthy(comp, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
+        await self._wait_healthy(comp, time.monotonic() + health.HEALTH_TIMEOUT_S[comp.role])
         new = self.alive(comp.name)
         return f"started {comp.name} (pid {new.pid if new else '?'})"
 

@@ -17,24 +17,21 @@ PUSHCTL_BYPASS_MAX_RATE (20000 messages/s).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unused-ignore]
 from pydantic import ValidationError
 
 from pushctl.contract.api import TOPIC_BUFFER, Message, PushBatch
 from pushctl.contract.topology import Inventory
-from pushstack.kafkaio import lag, start_consumer, stop_quietly
+from pushstack.kafkaio import commit, group_consumer, lag, poll, start_consumer, stop_quietly
 from pushstack.routing import LogicRouter
 from pushstack.service import PushService
 from pushstack.throttle import TokenBucket
 
-log = logging.getLogger("pushstack.bypass")
 GROUP_ID = "bypass"
 
 
@@ -163,25 +160,13 @@ class BypassConsumer(PushService):
             self.bucket.burst = max(self.governor.rate / 2, 500)
 
     def _make_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            TOPIC_BUFFER,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.name,
-            group_id=GROUP_ID,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        return group_consumer(TOPIC_BUFFER, bootstrap=self.bootstrap, client_id=self.name, group_id=GROUP_ID)
 
     async def _consume_routine(self) -> None:
         consumer = await start_consumer(self._make_consumer, what=self.name)
         self.consumer = consumer
         while True:
-            try:
-                polled = await consumer.getmany(timeout_ms=500, max_records=self.governor.workers * 2)
-            except KafkaError as exc:
-                log.warning("poll failed: %r", exc)
-                await asyncio.sleep(1.0)
-                continue
+            polled = await poll(consumer, max_records=self.governor.workers * 2, what=self.name)
             if not polled:
                 continue
             messages: list[Message] = []
@@ -194,13 +179,8 @@ class BypassConsumer(PushService):
                         self.m_bad.inc()
             await self._pace(len(messages))
             await self._forward(messages)
-            try:
-                await consumer.commit()
-            except KafkaError as exc:  # the records come again: at-least-once, devices de-duplicate
-                log.warning("offset commit failed: %r", exc)
-            for tp, records in polled.items():
-                if records:
-                    self._next[tp] = records[-1].offset + 1
+            # a failed commit sends the records again: at-least-once, devices de-duplicate
+            await commit(consumer, polled, self._next, what=self.name)
 
     async def _pace(self, n: int) -> None:
         while n > 0:

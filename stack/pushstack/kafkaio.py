@@ -2,11 +2,17 @@
 
 aiokafka's `start()` fails when the bootstrap server does not answer; a push service must start
 anyway and pick Kafka up when it comes. `KafkaProducerLink` keeps trying in the background and
-says whether it is ready; `start_consumer` retries until the consumer has joined.
+says whether it is ready; `start_consumer` retries until the consumer has joined. `group_consumer`,
+`poll` and `commit` are the at-least-once consume loop of the bypass and the kvwriter.
 
     kafka = KafkaProducerLink("127.0.0.1:18092", client_id="access")
     svc.spawn(kafka.connect_routine(), "_kafka_routine")
     oks = await kafka.send_many("buffer", [(None, b"...")])    # list[bool], False when not ready
+
+    consumer = await start_consumer(lambda: group_consumer("buffer", ...), what="bypass")
+    polled = await poll(consumer, max_records=500, what="bypass")   # {} after a failed poll
+    ...                                                             # the work, then
+    await commit(consumer, polled, next_offsets, what="bypass")     # False when the commit failed
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.structs import ConsumerRecord, TopicPartition  # type: ignore[import-untyped, unused-ignore]
 
 log = logging.getLogger("pushstack.kafka")
 RETRY_S = 1.0
+Polled = dict[TopicPartition, list[ConsumerRecord]]  # what one poll returned, by partition
 
 
 class KafkaProducerLink:
@@ -142,6 +149,48 @@ async def start_consumer(make: Callable[[], AIOKafkaConsumer], *, what: str) -> 
             continue
         log.info("%s: consumer started", what)
         return consumer
+
+
+def group_consumer(topic: str, *, bootstrap: str, client_id: str, group_id: str) -> AIOKafkaConsumer:
+    """A consumer in `group_id` that reads `topic` from its earliest record and commits only when told:
+    a record counts as done once its work is, so a crash replays it instead of losing it."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+async def poll(consumer: AIOKafkaConsumer, *, max_records: int, what: str) -> Polled:
+    """Up to `max_records` records (empty after half a second without any); a failed poll is
+    logged and answered, a second later, with no records, so the consume loop just goes on."""
+    try:
+        polled: Polled = await consumer.getmany(timeout_ms=500, max_records=max_records)
+    except KafkaError as exc:
+        log.warning("%s: poll failed: %r", what, exc)
+        await asyncio.sleep(1.0)
+        return {}
+    return polled
+
+
+async def commit(
+    consumer: AIOKafkaConsumer, polled: Polled, next_offsets: dict[TopicPartition, int], *, what: str
+) -> bool:
+    """Commit what was polled and note where each partition goes on (for `lag`); False when the
+    commit failed, which is logged and otherwise harmless: the records come again (at least once)."""
+    ok = True
+    try:
+        await consumer.commit()
+    except KafkaError as exc:
+        log.warning("%s: offset commit failed: %r", what, exc)
+        ok = False
+    for tp, records in polled.items():
+        if records:
+            next_offsets[tp] = records[-1].offset + 1
+    return ok
 
 
 def lag(consumer: AIOKafkaConsumer, next_offsets: Mapping[TopicPartition, int]) -> int:

@@ -13,12 +13,11 @@ import time
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ignore]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unused-ignore]
 
 from pushctl.contract.api import KEY_GROUP_PAYLOAD, TOPIC_GROUP_PAYLOADS
 from pushctl.contract.topology import Inventory
-from pushstack.kafkaio import lag, start_consumer, stop_quietly
+from pushstack.kafkaio import commit, group_consumer, lag, poll, start_consumer, stop_quietly
 from pushstack.kvclient import DiskKVClient, DiskKVError
 from pushstack.service import PushService
 
@@ -63,25 +62,13 @@ class KVWriter(PushService):
         return True, {"kafka": "consuming" if self.consumer is not None else "connecting"}
 
     def _make_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            TOPIC_GROUP_PAYLOADS,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.name,
-            group_id=GROUP_ID,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        return group_consumer(TOPIC_GROUP_PAYLOADS, bootstrap=self.bootstrap, client_id=self.name, group_id=GROUP_ID)
 
     async def _consume_routine(self) -> None:
         consumer = await start_consumer(self._make_consumer, what=self.name)
         self.consumer = consumer
         while True:
-            try:
-                polled = await consumer.getmany(timeout_ms=500, max_records=500)
-            except KafkaError as exc:
-                log.warning("poll failed: %r", exc)
-                await asyncio.sleep(1.0)
-                continue
+            polled = await poll(consumer, max_records=500, what=self.name)
             items: dict[str, str] = {}
             for records in polled.values():
                 for rec in records:
@@ -91,15 +78,9 @@ class KVWriter(PushService):
                     items[KEY_GROUP_PAYLOAD.format(id=rec.key.decode())] = rec.value.decode()
             if items:
                 await self._persist(items)
-            if polled:
-                try:
-                    await consumer.commit()
-                except KafkaError as exc:  # the records come again; rewriting them is harmless
-                    self.m_commit_err.inc()
-                    log.warning("offset commit failed: %r", exc)
-                for tp, records in polled.items():
-                    if records:
-                        self._next[tp] = records[-1].offset + 1
+            # a failed commit sends the records again; rewriting them is harmless
+            if polled and not await commit(consumer, polled, self._next, what=self.name):
+                self.m_commit_err.inc()
 
     async def _persist(self, items: dict[str, str]) -> None:
         """Write until the disk KV takes it (never skip a record: it would be lost)."""

@@ -39,50 +39,25 @@ def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
     return json.loads(proc.stdout[proc.stdout.index("{") :])
 
 
-def test_redis_outage_without_the_inline_fallback_fails_the_drill(broken_stack: Stack) -> None:
-    proc = broken_stack.pushctl(
-        "fail",
-        "redis",
-        "--mode",
-        "down",
-        "--duration",
-        "4s",
-        "--devices",
-        "90",
-        "--rate",
-        "150",
-        *broken_stack.confirm,
-        "--json",
-        timeout=180,
+def _drill_loses(stack: Stack, *command: str) -> dict[str, object]:
+    """Run a 4 s drill (90 devices, 150 pushes/s) that must exit 1 having lost messages; its JSON report."""
+    proc = stack.pushctl(
+        *command, "--duration", "4s", "--devices", "90", "--rate", "150", *stack.confirm, "--json", timeout=180
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     data = _json(proc)
     assert data["during"]["lost"] > 0  # type: ignore[index]
+    return data
+
+
+def test_redis_outage_without_the_inline_fallback_fails_the_drill(broken_stack: Stack) -> None:
+    data = _drill_loses(broken_stack, "fail", "redis", "--mode", "down")
     assert "SLO BREACHED" in data["verdict"]  # type: ignore[operator]
     assert all(step["ok"] for step in data["rollback"])  # type: ignore[union-attr]
 
 
 def test_region_failure_without_offline_storage_fails_the_drill(broken_stack: Stack) -> None:
-    proc = broken_stack.pushctl(
-        "fail",
-        "region",
-        "--region",
-        "south",
-        "--mode",
-        "vpc-down",
-        "--duration",
-        "4s",
-        "--devices",
-        "90",
-        "--rate",
-        "150",
-        *broken_stack.confirm,
-        "--json",
-        timeout=180,
-    )
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    data = _json(proc)
-    assert data["during"]["lost"] > 0  # type: ignore[index]
+    _drill_loses(broken_stack, "fail", "region", "--region", "south", "--mode", "vpc-down")
 
 
 def test_slo_check_fails_when_a_region_link_is_down_and_devices_cannot_reconnect(broken_stack: Stack) -> None:

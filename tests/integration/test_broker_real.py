@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from pushctl.contract import frames
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.runtime.install import toxiproxy_path
 from pushctl.runtime.paths import cache_dir
+from tests.helpers import free_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -94,39 +93,14 @@ class MiniStack:
         return self.inv.toxiproxy[self.inv.link(link).toxiproxy].url
 
 
-def _free_inventory(tmp: Path) -> tuple[Inventory, Path]:
-    text = (REPO / "stack" / "topology.toml").read_text().replace('name = "reference"', 'name = "itest"')
-    text = text.replace("reference = true", "reference = false")
-    for _ in range(50):
-        offset = random.randrange(5000, 13000, 100)
-        ports = {int(p) + offset for p in re.findall(r"\b1[78]\d{3}\b", text)}
-        if all(_free(p) for p in ports):
-            path = tmp / "topology.toml"
-            path.write_text(re.sub(r"\b1[78]\d{3}\b", _shift(offset), text))
-            return load_inventory(path), path
-    raise RuntimeError("no free block of ports")
-
-
-def _shift(offset: int) -> Callable[[re.Match[str]], str]:
-    return lambda m: str(int(m.group()) + offset)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MiniStack]:
     toxiproxy = toxiproxy_path(cache_dir())
     if toxiproxy is None or shutil.which("redis-server") is None:
         pytest.skip("needs redis-server and toxiproxy-server (./dev setup installs them)")
     tmp = tmp_path_factory.mktemp("mini")
-    inv, path = _free_inventory(tmp)
+    path = free_topology(tmp, name="itest", reference=False, offsets=range(5000, 13000, 100))
+    inv = load_inventory(path)
     st = MiniStack(inv, path, tmp)
     try:
         store = inv.service("redis-store")

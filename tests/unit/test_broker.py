@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,37 +19,9 @@ from websockets.exceptions import ConnectionClosed
 
 from pushctl.contract import frames
 from pushctl.contract.api import Message, Policy, PolicySet
-from pushctl.contract.topology import Inventory, load_inventory
+from tests.helpers import free_inventory
 
-REFERENCE = Path(__file__).resolve().parents[2] / "stack" / "topology.toml"
 pytestmark = pytest.mark.timeout(30)
-
-
-def free_inventory(tmp_path: Path) -> Inventory:
-    """The reference topology moved to a free block of ports (outside the ephemeral range)."""
-    text = REFERENCE.read_text().replace('name = "reference"', 'name = "unit"')
-    for _ in range(50):
-        offset = random.randrange(4000, 13000, 10)
-        ports = {int(p) + offset for p in re.findall(r"\b1[78]\d{3}\b", text)}
-        if all(_free(p) for p in ports):
-            shifted = re.sub(r"\b1[78]\d{3}\b", _shift(offset), text)
-            path = tmp_path / "topology.toml"
-            path.write_text(shifted)
-            return load_inventory(path)
-    raise RuntimeError("no free port block")
-
-
-def _shift(offset: int) -> Callable[[re.Match[str]], str]:
-    return lambda m: str(int(m.group()) + offset)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class FakeRoutes:

@@ -6,17 +6,15 @@ must get as far as executing (where a stub stands in for the real run).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from pushctl.cli import actions as actions_cli
 from pushctl.cli import fault as fault_cli
-from pushctl.cli.main import main
 from pushctl.contract.topology import DEFAULT_INVENTORY
 from pushctl.errors import TargetUnreachable
+from tests.helpers import run_main
 
 CHANGES = [
     ["drain", "--region", "south"],
@@ -67,13 +65,9 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["pushctl", *args])
-    with CliRunner().isolation() as (_out, err, _):
-        try:
-            main()
-        except SystemExit as exc:
-            return (exc.code if isinstance(exc.code, int) else 1), err.getvalue().decode().replace("\n", "")
-    return 0, err.getvalue().decode()
+    """(exit code, stderr without the console's line wrapping)."""
+    code, _out, err = run_main(monkeypatch, *args)
+    return code, err.replace("\n", "")
 
 
 @pytest.mark.parametrize("command", CHANGES, ids=lambda c: " ".join(c[:2]))

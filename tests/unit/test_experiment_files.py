@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from pushctl.cli.main import main
 from pushctl.contract.topology import load_inventory
 from pushctl.experiments import ExperimentInvalid, check_file, load_experiment, resolve, schema_text
 from pushctl.experiments.model import Tolerance
+from tests.helpers import run_main
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY = REPO / "experiments"
@@ -32,16 +30,9 @@ method:
 
 
 def cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """`pushctl ARGS` through main(), the one error boundary users meet: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["pushctl", *args])
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        else:
-            code = 0
-        return code, out.getvalue().decode(), err.getvalue().decode().replace("\n    ", " ")
+    """`run_main`, with the error panel's wrapped lines joined again."""
+    code, out, err = run_main(monkeypatch, *args)
+    return code, out, err.replace("\n    ", " ")
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from test_toxiproxy_client import FakeToxiproxy, _err
-from typer.testing import CliRunner
 
 from pushctl.cli import fault as fault_cli
-from pushctl.cli.main import main
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.errors import InventoryError, PushctlError, TargetUnreachable, UsageError
 from pushctl.faults import links
 from pushctl.faults.toxics import Stream
+from tests.helpers import run_main
 
 NORTH = "127.0.0.1:17474"
 INTERNAL = "127.0.0.1:17477"
@@ -37,17 +35,9 @@ def fake(inv: Inventory) -> FakeToxiproxy:
 
 
 def run(monkeypatch: pytest.MonkeyPatch, fake: FakeToxiproxy, *args: str) -> tuple[int, str, str]:
-    """`pushctl ARGS` through main(), the one error boundary users meet."""
+    """`pushctl ARGS` through main() (see `run_main`), talking to the fake Toxiproxy."""
     monkeypatch.setattr(fault_cli, "TRANSPORT", fake.transport())
-    monkeypatch.setattr(sys, "argv", ["pushctl", *args])
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        else:
-            code = 0
-        return code, out.getvalue().decode(), err.getvalue().decode()
+    return run_main(monkeypatch, *args)
 
 
 def unwrap(text: str) -> str:

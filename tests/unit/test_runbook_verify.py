@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from pushctl.cli.main import main
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.runbooks import Finished, Verifier, baseline_problems, load_runbook
 from pushctl.runbooks import verify as verify_mod
 from pushctl.runbooks.junit import write_junit
 from pushctl.runbooks.model import Problem
+from tests.helpers import run_main
 
 BASELINE: dict[str, Any] = {
     "policies": [],
@@ -274,19 +272,6 @@ def test_baseline_problems_name_each_leftover(change: dict[str, Any], needle: st
     assert baseline_problems(BASELINE, None) == []
     problems = baseline_problems({**BASELINE, **change}, {"idc1": 50.0, "idc2": 50.0})
     assert any(needle in p for p in problems), problems
-
-
-def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """`pushctl ARGS` through main(), the one error boundary users meet."""
-    monkeypatch.setattr(sys, "argv", ["pushctl", *args])
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        else:
-            code = 0
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def test_verify_refuses_a_non_reference_inventory_without_confirmation(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import random
-import re
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +11,8 @@ from pushstack.policy_book import PolicyBook, PolicyConflict, UnknownPolicy, Unk
 from pushstack.scheduler import Scheduler, policy_targets
 
 from pushctl.contract.api import Connections, PolicyIn
-from pushctl.contract.topology import Inventory, load_inventory
+from pushctl.contract.topology import load_inventory
+from tests.helpers import free_inventory
 
 REGIONS = ["north", "east", "south"]
 REFERENCE = Path(__file__).resolve().parents[2] / "stack" / "topology.toml"
@@ -181,32 +179,6 @@ def test_policy_targets_are_vpc_links_and_the_dispatcher_link() -> None:
         "broker-south": "http://127.0.0.1:18213",
         "dispatcher": "http://127.0.0.1:18100",
     }
-
-
-def free_inventory(tmp_path: Path) -> Inventory:
-    """The reference topology moved to a free block of ports (outside the ephemeral range)."""
-    text = REFERENCE.read_text().replace('name = "reference"', 'name = "unit"')
-    for _ in range(50):
-        offset = random.randrange(4000, 13000, 10)
-        ports = {int(p) + offset for p in re.findall(r"\b1[78]\d{3}\b", text)}
-        if all(_free(p) for p in ports):
-            path = tmp_path / "topology.toml"
-            path.write_text(re.sub(r"\b1[78]\d{3}\b", _shift(offset), text))
-            return load_inventory(path)
-    raise RuntimeError("no free port block")
-
-
-def _shift(offset: int) -> Callable[[re.Match[str]], str]:
-    return lambda m: str(int(m.group()) + offset)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from docker.models.containers import Container  # type: ignore[import-untyped, u
 from docker.types import LogConfig  # type: ignore[import-untyped, unused-ignore]
 
 from pushctl.contract.topology import Inventory
-from pushctl.errors import ComponentFailed, UsageError
+from pushctl.errors import UsageError
 from pushctl.faults import links as fault_links
-from pushctl.runtime import health, topics
-from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus
+from pushctl.runtime import health
+from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus, ensure_kafka_topics
 from pushctl.runtime.components import Component, Role, components
 from pushctl.runtime.docker import spec
 from pushctl.runtime.docker.engine import connect, engine_call, parse_time, refreshed_status, tar_files
@@ -40,7 +40,6 @@ from pushctl.runtime.docker.images import ensure_images
 from pushctl.runtime.paths import cache_dir
 
 STOP_GRACE_S = 4  # as the process runtime: Kafka needs ~2.3 s for a clean shutdown
-HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
 CPU_PERIOD_US = 100_000
 _LOGS = LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"})
 
@@ -113,9 +112,7 @@ class DockerRuntime(Runtime):
             await self._start_stage(proxies, tags, deadline, also_start=storage)
             await fault_links.sync_links(self.inv)
             await self._start_stage(storage, tags, deadline)
-            kafka_svc = next((c for c in self.components if c.role == Role.KAFKA), None)
-            if kafka_svc is not None:
-                await topics.ensure_topics(self.inv, kafka_svc.name)
+            await ensure_kafka_topics(self.inv, self.components)
             await self._start_stage([c for c in self.components if c.role == Role.SERVICE], tags, deadline)
         except BaseException:
             if self._created:
@@ -221,22 +218,14 @@ class DockerRuntime(Runtime):
             return None
 
     async def _wait_healthy(self, comp: Component, deadline: float) -> None:
-        limit = min(deadline, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
-        detail = "not checked"
         name = spec.container_name(self.inv.name, comp.name)
         container = await engine_call(self._by_name, name) if comp.managed else None
-        while time.monotonic() < limit:
+
+        async def exited() -> bool:
             status = await engine_call(refreshed_status, container) if container is not None else None
-            if comp.managed and status in (None, "exited", "dead"):
-                raise ComponentFailed(f"{comp.name} exited during start-up\n{await self._log_tail(comp.name)}")
-            ok, detail = await health.check(self.inv, comp)
-            if ok:
-                return
-            await asyncio.sleep(0.2)
-        raise ComponentFailed(
-            f"{comp.name} not healthy after {HEALTH_TIMEOUT_S[comp.role]:.0f}s: {detail}\n"
-            f"{await self._log_tail(comp.name)}"
-        )
+            return comp.managed and status in (None, "exited", "dead")
+
+        await health.wait_healthy(self.inv, comp, deadline, exited=exited, log_tail=lambda: self._log_tail(comp.name))
 
     async def _log_tail(self, component: str, lines: int = 20) -> str:
         def tail() -> str:
@@ -294,17 +283,13 @@ class DockerRuntime(Runtime):
             if container is not None and container.status == "paused":
                 ok, detail = False, "paused"
             started = parse_time(state.get("StartedAt")) if running and container is not None else None
-            return ComponentStatus(
-                name=comp.name,
-                role=comp.role.value,
-                kind=comp.kind,
-                ports=comp.ports,
+            return ComponentStatus.of(
+                comp,
                 running=running,
                 healthy=ok,
                 detail=detail if container is None else f"{detail} ({container.short_id})",
                 pid=int(state["Pid"]) if state.get("Pid") else None,
                 uptime_s=round(time.time() - started, 1) if started else None,
-                managed=comp.managed,
             )
 
         comps = await asyncio.gather(*(one(c) for c in self.components))
@@ -365,7 +350,7 @@ class DockerRuntime(Runtime):
             await engine_call(container.restart, timeout=STOP_GRACE_S)
         else:
             await engine_call(container.start)
-        await self._wait_healthy(comp, time.monotonic() + HEALTH_TIMEOUT_S[comp.role])
+        await self._wait_healthy(comp, time.monotonic() + health.HEALTH_TIMEOUT_S[comp.role])
         if comp.role == Role.TOXIPROXY:  # a restarted Toxiproxy has forgotten its proxies
             await fault_links.sync_links(self.inv)
         new = await engine_call(self._container, comp.name)
