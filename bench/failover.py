@@ -8,6 +8,9 @@
 - redis:    `pushctl fail redis --mode down --duration 30s`: delivery while the payload cache is down.
 - throttle: `pushctl throttle access --limit L --duration 15s` with the probe sending a spike of
             --spike pushes/s (> L): buffered share and delivery (the action's own SLO: 99 %, 5 s).
+- spike:    `pushctl experiment run bench/experiments/spike-10x-30s.yaml`: 10,000 devices at 300/s,
+            then 10x for 30 s with the 80 % rule on (its probe settings are in the file, not
+            --devices/--rate): rejected, lost, peak buffer lag, time to drain the buffer.
 
 Each drill runs its own probe (the CLI's); wall time includes connecting the devices. Prints a
 markdown table for bench/RESULTS.md, and the load average before every drill.
@@ -65,10 +68,23 @@ def ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def experiment_as_drill(run: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's journal in the shape of an action report: the ledger, the steps' measurements."""
+    measurements: dict[str, Any] = {"status": run.get("status"), "deviated": run.get("deviated")}
+    for step in run.get("method") or []:
+        output = step.get("output") or {}
+        if "value" in output:  # a probe step
+            measurements[output.get("title", "probe")] = output["value"]
+        else:
+            measurements.update({k: v for k, v in output.items() if not isinstance(v, (list, dict))})
+    return {"during": run.get("summary"), "overall": run.get("summary"), "measurements": measurements}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-i", "--inventory", default=str(REPO / "stack" / "topology.toml"))
-    ap.add_argument("--drills", default="drain,redis,throttle")
+    ap.add_argument("--drills", default="drain,redis,throttle", help="any of drain,redis,throttle,spike")
+    ap.add_argument("--confirm-target", default=None, help="the inventory's name when it is not the reference")
     ap.add_argument("--devices", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=300.0)
     ap.add_argument("--redis-duration", default="30s")
@@ -76,7 +92,8 @@ def main() -> None:
     ap.add_argument("--limit", default="500/s")
     ap.add_argument("--timeout", type=float, default=600.0, help="per drill, seconds")
     args = ap.parse_args()
-    common = ["--devices", str(args.devices), "--json"]
+    confirm = ["--confirm-target", args.confirm_target] if args.confirm_target else []
+    common = ["--devices", str(args.devices), *confirm, "--json"]
     drills = {
         "drain": ["drain", "--region", "south", "--rate", str(args.rate), *common],
         "redis": [
@@ -101,6 +118,7 @@ def main() -> None:
             str(args.spike),
             *common,
         ],
+        "spike": ["experiment", "run", "bench/experiments/spike-10x-30s.yaml", "--no-live", *confirm, "--json"],
     }
     rows = []
     for name in args.drills.split(","):
@@ -111,6 +129,8 @@ def main() -> None:
             rows.append((name, " ".join(drills[name]), rc, secs, load, None))
             continue
         (Path(tempfile.gettempdir()) / f"bench-failover-{name}.json").write_text(json.dumps(data, indent=1))
+        if isinstance(data, list):  # an experiment run: its summary and its steps' outputs
+            data = experiment_as_drill(data[0])
         rows.append((name, " ".join(drills[name]), rc, secs, load, data))
         time.sleep(5)
     out(
