@@ -92,3 +92,19 @@ class FailRedis(Action):
         # the access tier stamps the switch itself: detection is measured from the fault, not from our poll
         detect = None if not switched_at else max(0.0, switched_at[0] - ctx.applied_at)
         return {"mode": self.mode, "fallback_detected_s": None if detect is None else round(detect, 2)}
+
+    def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
+        if "storage_recovered_s" not in measurements:  # held: Redis is still failed on purpose
+            return []
+        ok = measurements["storage_recovered_s"] is not None
+        text = "payloads back in Redis after the rollback" if ok else "storage still on the fallback 20s after rollback"
+        return [(ok, text)]
+
+    async def after_rollback(self, ctx: ActionContext) -> dict[str, Any]:
+        """The drill is over only when the access tier stores payloads in Redis again."""
+
+        async def back_on_redis() -> bool:
+            return (await ctx.api.storage()).mode == "redis"
+
+        seconds = await wait_until(back_on_redis, timeout=20.0, poll=0.1)
+        return {"storage_recovered_s": None if seconds is None else round(seconds, 1)}

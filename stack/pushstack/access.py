@@ -368,8 +368,13 @@ class AccessTier(PushService):
             elapsed = time.perf_counter() - started
             if elapsed > slow_s:
                 self._storage_observed(False, TimeoutError(f"PING took {elapsed * 1000:.0f} ms"))
-            else:
-                self._storage_observed(True)
+                continue
+            if self.storage.mode == "fallback":
+                # Connections idle in the pool since the outage began are dead (the link closed
+                # them) but look alive until used: the first write on one would fail and flip the
+                # mode back to fallback a second after recovery. Drop them before going back.
+                await self.cache.connection_pool.disconnect(inuse_connections=False)
+            self._storage_observed(True)
 
     async def _get_throttle(self, _: web.Request) -> web.Response:
         return self.reply(self.limiter.setting)

@@ -100,6 +100,13 @@ def test_redis_outage_switches_to_fallback_within_a_second(stack: Stack) -> None
     assert_held(data)
     assert data["measurements"]["fallback_detected_s"] is not None
     assert data["measurements"]["fallback_detected_s"] <= 1.0
+    assert data["measurements"]["storage_recovered_s"] is not None  # the report waits for Redis storage
+    # and it stays there: no stale pooled connection fails a write a moment after recovery
+    modes = []
+    for _ in range(6):
+        modes.append(run_json(stack, "status")[1]["storage"]["mode"])
+        time.sleep(0.5)
+    assert set(modes) == {"redis"}, modes
     wait_baseline(stack)
 
 

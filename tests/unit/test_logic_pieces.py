@@ -83,10 +83,20 @@ def test_group_results_without_devices_never_guess_an_ack() -> None:
     assert len(mixed.retry) == 2
 
 
+class FakePool:
+    def __init__(self) -> None:
+        self.idle_dropped = 0
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        assert not inuse_connections  # another task's command must not be cut off
+        self.idle_dropped += 1
+
+
 class FakeCache:
     def __init__(self, values: dict[str, str], *, down: bool = False) -> None:
         self.values = values
         self.down = down
+        self.connection_pool = FakePool()
 
     async def mget(self, keys: list[str]) -> list[str | None]:
         if self.down:
@@ -131,10 +141,13 @@ async def test_a_failing_cache_asks_for_every_single_inline() -> None:
 
 async def test_group_payloads_come_from_the_disk_kv_when_the_cache_is_down() -> None:
     kv = FakeKV({"group-payload:g": "hello"})
-    resolver = _resolver(FakeCache({}, down=True), kv)
+    cache = FakeCache({}, down=True)
+    resolver = _resolver(cache, kv)
     items = [_item(f"g:{i}", payload_ref="group-payload:g", group="g") for i in range(100)]
     out = await resolver.resolve(items)
     assert len(out.ready) == 100 and not out.later and not out.lost
+    # the failure dropped the idle pooled connections, so none fails a read once the cache is back
+    assert cache.connection_pool.idle_dropped == 1
     assert {it.msg.payload for it in out.ready} == {"hello"}
     assert kv.reads == 1  # one read per group payload, not per device
     again = await resolver.resolve([_item("g:x", payload_ref="group-payload:g", group="g")])
