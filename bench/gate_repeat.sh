@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Repeat a CI resilience gate N times on one clean reference stack and count the passes.
 #
-#   bench/gate_repeat.sh experiments 20 [PORT_OFFSET]   # pushctl experiment run experiments/
-#   bench/gate_repeat.sh runbooks 20 [PORT_OFFSET]      # pushctl runbook verify (all runbooks)
+#   bench/gate_repeat.sh experiments 20 [PORT_OFFSET [FILE|DIR]]   # pushctl experiment run experiments/
+#   bench/gate_repeat.sh runbooks 20 [PORT_OFFSET [NAME]]           # pushctl runbook verify (all runbooks)
+#
+# The other half of the measurement, a broken failover path must fail every time: start the stack
+# with the path switched off and count the failures, e.g.
+#   PUSHCTL_INLINE_FALLBACK=0 PUSHCTL_OFFLINE_STORAGE=0 bench/gate_repeat.sh experiments 10 11000 \
+#       experiments/redis-outage.yaml
 #
 # A gate that cries wolf is worse than none, so this is how we measure it (bench/RESULTS.md).
 # PORT_OFFSET (default 0) shifts every port of the reference inventory so two loops, or a loop and a
@@ -11,9 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-gate=${1:?usage: bench/gate_repeat.sh experiments|runbooks N [PORT_OFFSET]}
+gate=${1:?usage: bench/gate_repeat.sh experiments|runbooks N [PORT_OFFSET [TARGET]]}
 runs=${2:-20}
 offset=${3:-0}
+target=${4:-}
 work=$(mktemp -d "/tmp/pushctl-gate-${gate}-XXXXXX")
 export PUSHCTL_RUN_DIR="$work/run"
 pushctl=.venv/bin/pushctl
@@ -33,8 +39,8 @@ EOF
 fi
 
 case "$gate" in
-  experiments) cmd=(experiment run experiments/ --no-live) ;;
-  runbooks) cmd=(runbook verify) ;;
+  experiments) cmd=(experiment run "${target:-experiments/}" --no-live) ;;
+  runbooks) cmd=(runbook verify ${target:+"$target"}) ;;
   *) echo "unknown gate: $gate (experiments|runbooks)" >&2; exit 2 ;;
 esac
 
