@@ -25,7 +25,7 @@ from pushctl.actions.drain import Drain, Restore
 from pushctl.actions.recover import recover as recover_entries
 from pushctl.actions.runner import RunOptions, execute, raise_for_verdict
 from pushctl.actions.status import live_status
-from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed
+from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed, with_parameters
 from pushctl.cli.state import state
 from pushctl.probe.duration import parse_duration
 from pushctl.probe.probe import ProbeOptions
@@ -137,10 +137,7 @@ def action_command(
             common = {name: kwargs.pop(name) for name in shared_names}
             run_action(kwargs["ctx"], build(**kwargs), **common)
 
-        signature = inspect.Signature([*own, *shared], return_annotation=None)
-        command.__signature__ = signature  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
-        return command
+        return with_parameters(command, [*own, *shared])
 
     return decorate
 

@@ -8,7 +8,9 @@ verify` sets for the commands it runs once the operator has confirmed). Read-onl
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 import typer
 
@@ -40,3 +42,14 @@ def require_confirmed(inv: Inventory, confirm_target: str | None, what: str) -> 
     else:
         problem = f"--confirm-target {confirm_target!r} does not match the inventory's name {inv.name!r}"
     raise UsageError(problem, hint=f"pass --confirm-target {inv.name} if that is what you want")
+
+
+def with_parameters(command: Callable[..., Any], params: Sequence[inspect.Parameter]) -> Callable[..., Any]:
+    """Make typer see `params` (evaluated annotations) as `command`'s parameters.
+
+    Typer reads a command's options from its signature and type hints; a decorator that adds shared
+    options to many commands sets both here.
+    """
+    command.__signature__ = inspect.Signature(list(params), return_annotation=None)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from pushctl import render
+from pushctl.cli.options import with_parameters
 from pushctl.cli.state import state
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
@@ -140,10 +141,7 @@ def probe_command(command: Callable[..., None]) -> Callable[..., None]:
         options = probe_options(**{name: kwargs.pop(name) for name in shared})
         command(**kwargs, options=options)
 
-    signature = inspect.Signature(params, return_annotation=None)
-    wrapper.__signature__ = signature  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+    return with_parameters(wrapper, params)
 
 
 def run_probe(inventory: Inventory, options: ProbeOptions, *, live: bool) -> LedgerSummary:
