@@ -50,7 +50,7 @@ class DeviceConfig:
     dispatcher_timeout: float = 2.0
     backoff_base: float = 0.1
     backoff_cap: float = 5.0
-    recheck_s: float = 10.0  # mean interval between dispatcher re-asks while connected; 0 disables
+    recheck_s: float = 10.0  # mean interval between dispatcher re-asks while away from home; 0 disables
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
     dedup_window: int = 4096  # ids a device remembers for de-duplication (a phone's memory is finite)
@@ -336,7 +336,10 @@ class Device:
         wake: asyncio.Future[str] = loop.create_future()
         self._wake, self._order = wake, None
         reader = asyncio.create_task(self._read_routine(ws), name=f"device-{self.id}-reader")
-        check_every = cfg.recheck_s if cfg.reconnect and cfg.recheck_s > 0 else None
+        # only a device away from its home region asks again (to go home after a restore); one at
+        # home has nowhere better to be, and a drain of home reaches it as a reconnect order
+        away = self.stats.region != self.home
+        check_every = cfg.recheck_s if cfg.reconnect and cfg.recheck_s > 0 and away else None
         next_check = loop.time() + self._jittered(check_every) if check_every else None
         try:
             while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import sys
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     module, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
+    # what is loaded by now lives as long as the process: keep it out of every full collection
+    gc.freeze()
     try:
         import uvloop
 

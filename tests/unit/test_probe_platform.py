@@ -406,6 +406,9 @@ async def test_drain_moves_devices_away_and_home_again(platform: FakePlatform, t
     probe = Probe(platform.inventory(tmp_path), opts(duration=None, recheck_s=0.4, grace=3.0))
     await probe.start()
     try:
+        asked = platform.dispatcher_calls
+        await asyncio.sleep(1.5)
+        assert platform.dispatcher_calls == asked  # at home: nothing better to ask for
         drained_at = time.time()
         platform.drain("north", after_ms=300, grace_s=1.0)
         await until(lambda: probe.snapshot().connected.get("north", 0) == 0)
