@@ -2,11 +2,12 @@
 
 It asks the dispatcher for endpoints (nearest first), connects to the first, authenticates, acks
 every push at once and de-duplicates by message id. It obeys `reconnect` orders (wait `after_ms`,
-ask the dispatcher again, go to a region not in `avoid`). When a connection is lost or refused it
+go to the first region of its IP set not in `avoid`: the dispatcher's last answer, so a drained
+region's devices do not all ask the dispatcher at once). When a connection is lost or refused it
 backs off (exponential, jittered) and tries the NEXT endpoint of its list: the three-region IP set
 lets devices fail over on their own, even with the dispatcher down (the inventory's device links are
 the fallback list). While connected it re-asks the dispatcher now and then, so devices drift back to
-their home region once a drain is withdrawn.
+their home region once a drain is withdrawn (only while away from home).
 
     dispatcher = Dispatcher(config, httpx.AsyncClient())
     device = Device("probe-1", "north", config, dispatcher, observer)
@@ -208,6 +209,7 @@ class Device:
         self._wake: asyncio.Future[str] | None = None
         self._order: tuple[float, frames.Reconnect] | None = None
         self._last_region: str | None = None
+        self._known: tuple[Endpoint, ...] = ()  # the IP set: the dispatcher's last answer
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
@@ -248,9 +250,7 @@ class Device:
                 if end.handover is not None:
                     handover = end.handover
                     continue
-                fresh = await self._endpoints()
-                allowed = tuple(e for e in fresh if e.region not in end.order.avoid)
-                endpoints, idx = (allowed or fresh), 0
+                endpoints, idx = self._avoiding(end.order.avoid), 0
             else:
                 self._episode = ("rebalance", time.time(), self._last_region, 0)
                 endpoints, idx = end.endpoints, 0
@@ -348,8 +348,7 @@ class Device:
                 await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if wake.done() and self._order is not None:
                     at, order = self._order
-                    fresh = await self._endpoints()
-                    allowed = tuple(e for e in fresh if e.region not in order.avoid) or fresh
+                    allowed = self._avoiding(order.avoid)
                     return _End("order", order, at, handover=await self._handover(allowed[:2]))
                 if reader.done():
                     if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
@@ -435,14 +434,22 @@ class Device:
 
     # ---- the dispatcher ------------------------------------------------------------------------
     async def _endpoints(self) -> tuple[Endpoint, ...]:
-        found = await self._ask_dispatcher()
+        return await self._ask_dispatcher() or self._static()
+
+    async def _ask_dispatcher(self) -> tuple[Endpoint, ...]:
+        found = await self._dispatcher.endpoints(self.id, self.home)
         if found:
-            return found
+            self._known = found
+        return found
+
+    def _static(self) -> tuple[Endpoint, ...]:
         static = self.config.fallback.get(self.home) or next(iter(self.config.fallback.values()))
         return tuple(Endpoint(region=r, url=u) for r, u in static)
 
-    async def _ask_dispatcher(self) -> tuple[Endpoint, ...]:
-        return await self._dispatcher.endpoints(self.id, self.home)
+    def _avoiding(self, avoid: Sequence[str]) -> tuple[Endpoint, ...]:
+        """Where an ordered device goes: its IP set without the regions the order names."""
+        known = self._known or self._static()
+        return tuple(e for e in known if e.region not in avoid) or known
 
     def _jittered(self, mean: float | None) -> float:
         return (mean or 0.0) * self._rng.uniform(0.5, 1.5)

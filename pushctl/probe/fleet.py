@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from pushctl._http import tls
+from pushctl.gcpolicy import defer_full_collections
 from pushctl.probe.device import Device, DeviceConfig, DeviceStats, Dispatcher, ReconnectEvent
 from pushctl.probe.ledger import Ledger
 
@@ -92,7 +93,7 @@ class Fleet:
         self._connect_rate = connect_rate
         self._tasks: list[asyncio.Task[None]] = []
         self._ramp: asyncio.Task[None] | None = None
-        self._frozen = False
+        self._thresholds: tuple[int, int, int] | None = None  # set while frozen (_freeze)
         self.errors: list[str] = []  # devices that crashed: a bug in the probe, never a platform fault
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -119,9 +120,10 @@ class Fleet:
         await asyncio.gather(*tasks, return_exceptions=True)  # device crashes are in self.errors
         self._tasks.clear()
         self._ramp = None
-        if self._frozen:
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
             gc.unfreeze()
-            self._frozen = False
+            self._thresholds = None
         if self._own_http:
             await self._http.aclose()
 
@@ -142,10 +144,11 @@ class Fleet:
 
         Thousands of devices are hundreds of thousands of long-lived objects: every full collection
         walked them all (0.8-0.9 s with 5,000 devices in one process, every ~15 s), and every
-        delivery in that pause was late. Frozen objects are still freed by reference counting.
+        delivery in that pause was late. Frozen objects are still freed by reference counting; the
+        connections a drain makes later would grow the heap again, so full collections wait too.
         """
         gc.freeze()
-        self._frozen = True
+        self._thresholds = defer_full_collections()
 
     def _device_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:

@@ -18,6 +18,7 @@ new connections are refused with `draining` until the policy is withdrawn.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -47,6 +48,7 @@ from pushctl.contract.api import (
     PolicySet,
 )
 from pushctl.contract.topology import Inventory
+from pushctl.gcpolicy import defer_full_collections, full_collection_routine
 
 from .acks import AckBook, Delivery, Key, push_frame
 from .policy_watch import PolicyFollower, drain_for
@@ -59,6 +61,8 @@ LIMIT_ENV = "PUSHCTL_BROKER_LIMIT"
 # below what one region's Toxiproxy can carry (20,000 descriptors, two per connection), so the
 # broker's own over_limit refusal is what devices meet first
 DEFAULT_LIMIT = 9000
+FULL_GC_ENV = "PUSHCTL_BROKER_FULL_GC_S"  # seconds between full garbage collections (pushctl.gcpolicy)
+DEFAULT_FULL_GC_S = 600.0
 AUTH_TIMEOUT_S = 5.0
 ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out anyway
 # A drained device connects elsewhere before its old connection closes (make before break). Closing
@@ -116,6 +120,7 @@ class Broker(PushService):
         self._conns: dict[str, _Conn] = {}
         self._open = 0  # sockets past the handshake, authenticated or not
         self._bg: set[asyncio.Task[None]] = set()
+        self._gc_thresholds: tuple[int, int, int] | None = None
         self._server: Server | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.follower = PolicyFollower(self, self._on_policies)
@@ -162,6 +167,12 @@ class Broker(PushService):
         await self.on_start()
 
     async def on_start(self) -> None:
+        # thousands of connections are long-lived objects: full collections on our schedule only
+        self._gc_thresholds = defer_full_collections()
+        self.spawn(
+            full_collection_routine(float(os.environ.get(FULL_GC_ENV, DEFAULT_FULL_GC_S)), log),
+            "_full_gc_routine",
+        )
         self.spawn(self._routes.run(), "_route_routine")
         await self.follower.start()
         # websockets logs every connection at INFO: thousands per drill, none of them news
@@ -186,6 +197,8 @@ class Broker(PushService):
         await self.follower.stop()
         if self._store is not None:
             await self._store.aclose()
+        if self._gc_thresholds is not None:
+            gc.set_threshold(*self._gc_thresholds)
 
     # ---- device side ------------------------------------------------------------------------
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
