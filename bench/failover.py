@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=3000)
     ap.add_argument("--rate", type=float, default=300.0)
     ap.add_argument("--redis-duration", default="30s")
+    ap.add_argument("--spread", default="5s", help="drain: the window reconnect orders are spread over")
     ap.add_argument("--spike", type=float, default=1500.0, help="probe rate during the throttle drill")
     ap.add_argument("--limit", default="500/s")
     ap.add_argument("--timeout", type=float, default=600.0, help="per drill, seconds")
@@ -95,7 +96,7 @@ def main() -> None:
     confirm = ["--confirm-target", args.confirm_target] if args.confirm_target else []
     common = ["--devices", str(args.devices), *confirm, "--json"]
     drills = {
-        "drain": ["drain", "--region", "south", "--rate", str(args.rate), *common],
+        "drain": ["drain", "--region", "south", "--spread", args.spread, "--rate", str(args.rate), *common],
         "redis": [
             "fail",
             "redis",

@@ -63,6 +63,7 @@ LIMIT_ENV = "PUSHCTL_BROKER_LIMIT"
 DEFAULT_LIMIT = 9000
 FULL_GC_ENV = "PUSHCTL_BROKER_FULL_GC_S"  # seconds between full garbage collections (pushctl.gcpolicy)
 DEFAULT_FULL_GC_S = 600.0
+BROKER_PING_S = 60.0
 AUTH_TIMEOUT_S = 5.0
 ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out anyway
 # A drained device connects elsewhere before its old connection closes (make before break). Closing
@@ -185,6 +186,11 @@ class Broker(PushService):
             process_request=self._process_request,
             max_size=64 * 1024,
             close_timeout=2,
+            # devices ping (they detect a dead link and fail over); the broker's own pings only
+            # reap connections whose device vanished, which can wait: at 20 s (the library default)
+            # 10,000 devices cost 500 ping round trips a second
+            ping_interval=BROKER_PING_S,
+            ping_timeout=BROKER_PING_S,
             backlog=4096,
             reuse_address=True,
         )
