@@ -362,6 +362,8 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
         "last_p50": percentile(last, 50),
         "last_max": last[-1] if last else None,
         "cpu": group_cpu(cpu),
+        # CPU time per delivery over the sending window (deliveries land in it when groups keep up)
+        "cpu_us": {k: v / 100 * secs / max(1, summary.sent) * 1e6 for k, v in group_cpu(cpu).items()},
         "load": load,
     }
 
@@ -460,9 +462,11 @@ async def run(args: argparse.Namespace) -> None:
             "hottest CPU % | load avg |"
         )
         out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        per_delivery: list[tuple[str, dict[str, float]]] = []
         for spec in args.groups.split(","):
             size, grate = spec.split("@")
             g = await group(args, comps, int(size), float(grate))
+            per_delivery.append((spec, g["cpu_us"]))  # type: ignore[arg-type]
             s: LedgerSummary = g["summary"]  # type: ignore[assignment]
             hot = ", ".join(f"{k} {v:.0f}" for k, v in list(g["cpu"].items())[:3])  # type: ignore[union-attr]
             out(
@@ -474,6 +478,11 @@ async def run(args: argparse.Namespace) -> None:
                 f"{g['load']} |"
             )
             await asyncio.sleep(3)
+        out("\n| CPU µs per delivery | " + " | ".join(spec for spec, _ in per_delivery) + " |")
+        out("|---|" + "---|" * len(per_delivery))
+        for name in per_delivery[-1][1]:
+            out(f"| {name} | " + " | ".join(f"{us.get(name, 0):.0f}" for _, us in per_delivery) + " |")
+        out("| total | " + " | ".join(f"{sum(us.values()):.0f}" for _, us in per_delivery) + " |")
     if "hold" in sections:
         out(f"\n### Held connections (idle {args.idle:.0f} s after all connected)\n")
         out(
