@@ -26,13 +26,11 @@ pushctl=.venv/bin/pushctl
 confirm=()
 if [ "$offset" != 0 ]; then
   .venv/bin/python - "$offset" "$gate" "$work/topology.toml" <<'EOF'
-import re, sys
+import sys
 from pathlib import Path
+from pushctl.contract.derive import derived_inventory
 offset, gate, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-text = Path("stack/topology.toml").read_text()
-text = re.sub(r"\b(1[78]\d\d\d)\b", lambda m: str(int(m.group(1)) + offset), text)
-text = text.replace('name = "reference"', f'name = "gate-{gate}"').replace("reference = true", "reference = false")
-out.write_text(text)
+out.write_text(derived_inventory(Path("stack/topology.toml").read_text(), name=f"gate-{gate}", shift=offset))
 EOF
   export PUSHCTL_INVENTORY="$work/topology.toml"
   confirm=(--confirm-target "gate-$gate")

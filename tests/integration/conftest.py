@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pushctl.contract.derive import derived_inventory
 from pushctl.contract.topology import Inventory, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,19 +90,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert not leftovers, f"stack down left processes running: {leftovers}"
 
 
-_PORT_LINE = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=\s*)(\d+)", re.MULTILINE)
-
-
 @contextlib.contextmanager
 def derived_stack(source: Path, name: str, *, shift: int, env: dict[str, str], tmp: Path) -> Iterator[Stack]:
     """A second stack from a copy of `source`: renamed, not the reference, every port shifted, run with
     `env` (e.g. a failover path switched off); started through the CLI and always torn down."""
-    text = source.read_text()
-    text = re.sub(r'^name = ".*"$', f'name = "{name}"', text, count=1, flags=re.MULTILINE)
-    text = re.sub(r"^reference = true", "reference = false", text, count=1, flags=re.MULTILINE)
-    text = _PORT_LINE.sub(lambda m: m.group(1) + str(int(m.group(2)) + shift), text)
     inv_path = tmp / "topology.toml"
-    inv_path.write_text(text)
+    inv_path.write_text(derived_inventory(source.read_text(), name=name, shift=shift))
     inv = load_inventory(inv_path)
     st = Stack(inv, tmp / "run" / inv.name, {**env, "PUSHCTL_RUN_DIR": str(tmp / "run")}, {})
     try:

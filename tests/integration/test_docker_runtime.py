@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import docker  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from pushctl.contract.derive import derived_inventory
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.errors import TargetUnreachable
 from pushctl.runtime import health
@@ -36,9 +36,6 @@ ENGINE_SH = REPO / "stack" / "install" / "docker" / "engine.sh"
 NAME = "dockertest"
 CONFIRM = ("--confirm-target", NAME)  # every change to this non-reference stack names it
 PROBE = ["--devices", "90", "--rate", "150"]
-_PORT_KEYS = re.compile(r"^(\s*(?:port|internal_port|controller_port|listen)\s*=\s*)(\d+)", re.MULTILINE)
-
-
 @dataclass(frozen=True)
 class DockerStack:
     inventory: Inventory
@@ -77,10 +74,7 @@ class DockerStack:
 
 def shifted_inventory(source: Path, target: Path, shift: int) -> Path:
     """A copy of `source` named `dockertest`, not the reference, with every port moved by `shift`."""
-    text = _PORT_KEYS.sub(lambda m: f"{m[1]}{int(m[2]) + shift}", source.read_text())
-    text = re.sub(r'^name\s*=\s*"[^"]*"', f'name = "{NAME}"', text, count=1, flags=re.MULTILINE)
-    text = re.sub(r"^reference\s*=\s*true", "reference = false", text, count=1, flags=re.MULTILINE)
-    target.write_text(text)
+    target.write_text(derived_inventory(source.read_text(), name=NAME, shift=shift))
     return target
 
 
