@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import os
 import random
@@ -374,6 +375,24 @@ async def test_probe_run_delivers_everything_on_time(platform: FakePlatform, tmp
     assert summary.latency_ms.p99 is not None and summary.latency_ms.p99 < 1000
     assert [s.t for s in summary.per_second] == [0, 1]
     assert sum(s.sent for s in summary.per_second) == 90
+
+
+async def test_a_large_connected_fleet_leaves_the_gc_and_returns_on_stop(
+    platform: FakePlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full collections over thousands of devices made late deliveries; stop() gives the GC back."""
+    monkeypatch.setattr("pushctl.probe.fleet.FREEZE_FROM_DEVICES", 10)
+    before = gc.get_threshold()
+    probe = Probe(platform.inventory(tmp_path), opts(duration=None))
+    await probe.start()
+    try:
+        await until(lambda: gc.get_freeze_count() > 0)
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] > 10**8
+        await probe.stop()
+    finally:
+        await probe.close()
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
 
 
 async def test_probe_reports_what_the_platform_dropped(platform: FakePlatform, tmp_path: Path) -> None:
