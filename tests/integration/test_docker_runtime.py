@@ -36,6 +36,8 @@ ENGINE_SH = REPO / "stack" / "install" / "docker" / "engine.sh"
 NAME = "dockertest"
 CONFIRM = ("--confirm-target", NAME)  # every change to this non-reference stack names it
 PROBE = ["--devices", "90", "--rate", "150"]
+
+
 @dataclass(frozen=True)
 class DockerStack:
     inventory: Inventory
@@ -72,12 +74,6 @@ class DockerStack:
         }
 
 
-def shifted_inventory(source: Path, target: Path, shift: int) -> Path:
-    """A copy of `source` named `dockertest`, not the reference, with every port moved by `shift`."""
-    target.write_text(derived_inventory(source.read_text(), name=NAME, shift=shift))
-    return target
-
-
 def _engine() -> docker.DockerClient:
     try:
         return connect(timeout=15)
@@ -99,7 +95,9 @@ def dstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerStack]:
     base = load_inventory(os.environ.get("PUSHCTL_TEST_INVENTORY") or None)
     tmp = tmp_path_factory.mktemp("docker")
     shift = int(os.environ.get("PUSHCTL_DOCKER_TEST_PORT_SHIFT", "4000"))
-    inv = load_inventory(shifted_inventory(Path(base.source), tmp / "topology.toml", shift))
+    copy = tmp / "topology.toml"  # named dockertest, not the reference, every port moved by `shift`
+    copy.write_text(derived_inventory(Path(base.source).read_text(), name=NAME, shift=shift))
+    inv = load_inventory(copy)
     env = {**os.environ, "PUSHCTL_RUN_DIR": str(tmp / "run"), "PYTHONUNBUFFERED": "1"}
     env.pop("PUSHCTL_INVENTORY", None)
     st = DockerStack(inv, env, client)
