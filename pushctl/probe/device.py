@@ -142,6 +142,25 @@ def _resolve(future: asyncio.Future[str], value: str) -> None:
         future.set_result(value)
 
 
+class _Link:
+    """One authenticated connection, read from the moment its auth_ok arrives.
+
+    Its reader starts in the same step that reads auth_ok: a push the broker writes right behind
+    auth_ok (a moved device's first messages) is read at once, not after the device has finished
+    leaving its old connection. A reconnect order waits on the link it came on.
+    """
+
+    __slots__ = ("ep", "ok", "order", "reader", "wake", "ws")
+
+    def __init__(self, ws: ClientConnection, ok: frames.AuthOk, ep: Endpoint) -> None:
+        self.ws = ws
+        self.ok = ok
+        self.ep = ep
+        self.order: tuple[float, frames.Reconnect] | None = None
+        self.wake: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.reader: asyncio.Task[None] | None = None
+
+
 @dataclass(frozen=True)
 class _End:
     kind: Literal["refused", "lost", "order", "rebalance"]
@@ -149,7 +168,7 @@ class _End:
     order_at: float = 0.0
     endpoints: tuple[Endpoint, ...] = ()
     # make-before-break: the next connection, already authenticated, when the device moved gracefully
-    handover: tuple[ClientConnection, frames.AuthOk, Endpoint] | None = None
+    handover: _Link | None = None
 
 
 class Dispatcher:
@@ -206,8 +225,6 @@ class Device:
         self._token = frames.device_token(config.secret, device_id)
         self._seen: dict[str, None] = {}
         self._episode: tuple[Cause, float, str | None, int] | None = None  # cause, since, from, attempts
-        self._wake: asyncio.Future[str] | None = None
-        self._order: tuple[float, frames.Reconnect] | None = None
         self._last_region: str | None = None
         self._known: tuple[Endpoint, ...] = ()  # the IP set: the dispatcher's last answer
         self._closing: set[asyncio.Task[None]] = set()
@@ -222,10 +239,10 @@ class Device:
         self._episode = ("initial", time.time(), None, 0)
         endpoints = await self._endpoints()
         idx, attempt = 0, 0
-        handover: tuple[ClientConnection, frames.AuthOk, Endpoint] | None = None
+        handover: _Link | None = None
         while True:
             if handover is not None:
-                end, handover = await self._live(*handover), None
+                end, handover = await self._live(handover), None
             else:
                 end = await self._session(endpoints[idx % len(endpoints)])
             if end.kind == "refused":
@@ -262,14 +279,14 @@ class Device:
             cause, since, origin, attempts = self._episode
             self._episode = (cause, since, origin, attempts + 1)
         try:
-            opened = await self._open(ep)
+            link = await self._open(ep)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
             return _End("refused")
-        if opened is None:
+        if link is None:
             return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
-        return await self._live(*opened)
+        return await self._live(link)
 
-    async def _open(self, ep: Endpoint) -> tuple[ClientConnection, frames.AuthOk, Endpoint] | None:
+    async def _open(self, ep: Endpoint) -> _Link | None:
         """Connect and authenticate; None when the broker refused (the connection is closed then)."""
         cfg = self.config
         ws = await connect(
@@ -289,33 +306,42 @@ class Device:
             if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
                 await ws.close()
                 return None
-            return ws, frames.AuthOk.model_validate(reply), ep
+            link = _Link(ws, frames.AuthOk.model_validate(reply), ep)
         except BaseException:
             await ws.close()
             raise
+        link.reader = asyncio.create_task(self._read_routine(link), name=f"device-{self.id}-reader")
+        return link
 
-    async def _live(self, ws: ClientConnection, ok: frames.AuthOk, ep: Endpoint) -> _End:
-        """Serve an authenticated connection until it ends; close it (unless it was handed over)."""
-        self._connected(ok.region or ep.region)
+    async def _live(self, link: _Link) -> _End:
+        """Serve an authenticated connection until it ends; close it (aside when it was handed over)."""
+        self._connected(link.ok.region or link.ep.region)
         end = _End("lost")
         try:
-            end = await self._serve(ws)
+            end = await self._serve(link)
         except (OSError, TimeoutError, ConnectionClosed, ValueError):
             pass  # ValueError covers undecodable JSON and pydantic's ValidationError
         finally:
             self._disconnected()
             if end.handover is None:
-                await ws.close()
+                await self._retire(link)
             else:
-                # the new connection must be read at once: the old one's close handshake goes on aside
-                closing = asyncio.create_task(ws.close())
+                # the new connection is already being read; the old one is read until its close
+                # handshake ends, so a push its broker wrote before it saw the close still arrives
+                closing = asyncio.create_task(self._retire(link))
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
         return end
 
-    async def _handover(
-        self, candidates: Sequence[Endpoint]
-    ) -> tuple[ClientConnection, frames.AuthOk, Endpoint] | None:
+    @staticmethod
+    async def _retire(link: _Link) -> None:
+        try:
+            await link.ws.close()
+        finally:
+            if link.reader is not None:
+                await cancel_and_wait(link.reader)
+
+    async def _handover(self, candidates: Sequence[Endpoint]) -> _Link | None:
         """Make-before-break: authenticate on the first candidate that accepts, old connection still open.
 
         A device that moves on purpose (a reconnect order, going home after a drain) keeps reading
@@ -323,52 +349,48 @@ class Device:
         """
         for ep in candidates:
             try:
-                opened = await self._open(ep)
+                link = await self._open(ep)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
                 continue
-            if opened is not None:
-                return opened
+            if link is not None:
+                return link
         return None
 
-    async def _serve(self, ws: ClientConnection) -> _End:
+    async def _serve(self, link: _Link) -> _End:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        wake: asyncio.Future[str] = loop.create_future()
-        self._wake, self._order = wake, None
-        reader = asyncio.create_task(self._read_routine(ws), name=f"device-{self.id}-reader")
+        ws, wake, reader = link.ws, link.wake, link.reader
+        assert reader is not None  # noqa: S101 - _open starts every link's reader
         # only a device away from its home region asks again (to go home after a restore); one at
         # home has nowhere better to be, and a drain of home reaches it as a reconnect order
         away = self.stats.region != self.home
         check_every = cfg.recheck_s if cfg.reconnect and cfg.recheck_s > 0 and away else None
         next_check = loop.time() + self._jittered(check_every) if check_every else None
-        try:
-            while True:
-                timeout = None if next_check is None else max(0.0, next_check - loop.time())
-                waiting: set[asyncio.Future[Any]] = {reader, wake}
-                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if wake.done() and self._order is not None:
-                    at, order = self._order
-                    allowed = self._avoiding(order.avoid)
-                    return _End("order", order, at, handover=await self._handover(allowed[:2]))
-                if reader.done():
-                    if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
-                        order = self._order or (
-                            time.time(),
-                            frames.Reconnect(after_ms=0, avoid=[self.stats.region or ""], reason="closed"),
-                        )
-                        return _End("order", order[1], order[0])
-                    return _End("lost")
-                if next_check is not None and loop.time() >= next_check:
-                    if self._order is None:  # an order in progress moves the device anyway
-                        fresh = await self._ask_dispatcher()
-                        if fresh and fresh[0].region != self.stats.region and not reader.done():
-                            return _End("rebalance", endpoints=fresh, handover=await self._handover(fresh[:1]))
-                    next_check = loop.time() + self._jittered(check_every)
-        finally:
-            self._wake = None
-            await cancel_and_wait(reader)
+        while True:
+            timeout = None if next_check is None else max(0.0, next_check - loop.time())
+            waiting: set[asyncio.Future[Any]] = {reader, wake}
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if wake.done() and link.order is not None:
+                at, order = link.order
+                allowed = self._avoiding(order.avoid)
+                return _End("order", order, at, handover=await self._handover(allowed[:2]))
+            if reader.done():
+                if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
+                    ordered_at, closed_by = link.order or (
+                        time.time(),
+                        frames.Reconnect(after_ms=0, avoid=[self.stats.region or ""], reason="closed"),
+                    )
+                    return _End("order", closed_by, ordered_at)
+                return _End("lost")
+            if next_check is not None and loop.time() >= next_check:
+                if link.order is None:  # an order in progress moves the device anyway
+                    fresh = await self._ask_dispatcher()
+                    if fresh and fresh[0].region != self.stats.region and not reader.done():
+                        return _End("rebalance", endpoints=fresh, handover=await self._handover(fresh[:1]))
+                next_check = loop.time() + self._jittered(check_every)
 
-    async def _read_routine(self, ws: ClientConnection) -> None:
+    async def _read_routine(self, link: _Link) -> None:
+        ws = link.ws
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 at = time.time()
@@ -376,10 +398,13 @@ class Device:
                     frame = json.loads(raw)
                     kind = frame.get("type") if isinstance(frame, dict) else None
                     if kind == "push" and isinstance(frame.get("id"), str):
-                        await ws.send(frames.Ack(id=frame["id"]).model_dump_json())
+                        # the app has it once it is read; on a connection closing behind a handover
+                        # the ack cannot go out, and the broker re-sends it to the new one (de-duplicated)
                         self._push(frame["id"], at)
+                        with contextlib.suppress(ConnectionClosed):
+                            await ws.send(frames.Ack(id=frame["id"]).model_dump_json())
                     elif kind == "reconnect":
-                        self._ordered(frames.Reconnect.model_validate(frame), at)
+                        self._ordered(link, frames.Reconnect.model_validate(frame), at)
                     elif kind == "ping":
                         await ws.send(frames.Pong().model_dump_json())
                     elif kind not in ("pong", "error"):
@@ -399,13 +424,11 @@ class Device:
             del self._seen[next(iter(self._seen))]
         self._observer.delivered(msg_id, self.id, at, True)
 
-    def _ordered(self, order: frames.Reconnect, at: float) -> None:
-        if not self.config.reconnect or self._order is not None:
+    def _ordered(self, link: _Link, order: frames.Reconnect, at: float) -> None:
+        if not self.config.reconnect or link.order is not None:
             return  # without reconnection the device stays until the broker closes it
-        self._order = (at, order)
-        wake = self._wake
-        if wake is not None:
-            asyncio.get_running_loop().call_later(max(0, order.after_ms) / 1000.0, _resolve, wake, "order")
+        link.order = (at, order)
+        asyncio.get_running_loop().call_later(max(0, order.after_ms) / 1000.0, _resolve, link.wake, "order")
 
     def _connected(self, region: str) -> None:
         now = time.time()

@@ -19,6 +19,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -83,8 +84,11 @@ class FakePlatform:
         self.limits: dict[str, int] = {}
         self.drop: Callable[[str], bool] = lambda msg_id: False
         self.duplicate = False
+        self.redeliver = True  # False: what a closed connection left unacked is gone (at most once)
         self.dispatcher_up = True
         self.dispatcher_calls = 0
+        # called right after a broker's auth_ok went out (device, region): what a broker does next
+        self.after_auth: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
         self._servers: list[Server] = []
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -145,6 +149,8 @@ class FakePlatform:
         self.unacked[ws] = {}
         try:
             await ws.send(frames.AuthOk(broker=f"broker-{region}", region=region).model_dump_json())
+            if self.after_auth is not None:
+                await self.after_auth(device, region)
             for push in self.offline.pop(device, []):
                 await self._push(ws, device, push)
             async for raw in ws:
@@ -162,7 +168,8 @@ class FakePlatform:
             if self.routes.get(device) is ws:
                 del self.routes[device]
             for dev, push in self.unacked.pop(ws, {}).values():  # at least once: redeliver unacked
-                await self.deliver(dev, push)
+                if self.redeliver:
+                    await self.deliver(dev, push)
 
     async def _push(self, ws: ServerConnection, device: str, push: frames.Push) -> None:
         self.unacked.setdefault(ws, {})[push.id] = (device, push)
@@ -326,6 +333,59 @@ async def test_device_acks_every_push_and_counts_raw_duplicates(platform: FakePl
     stats = {s.device: s for s in fleet.stats()}
     assert stats["dev-1"].pushes == 10 and stats["dev-1"].raw_duplicates == 5
     assert stats["dev-1"].events[0].cause == "initial"
+
+
+async def test_a_push_the_old_broker_writes_after_a_handover_reaches_the_app_once(
+    platform: FakePlatform, tmp_path: Path
+) -> None:
+    """Make before break: the old connection is read until its close handshake ends.
+
+    The fake broker does not redeliver here, so the push only arrives if the device reads it on
+    the connection it is leaving.
+    """
+    platform.redeliver = False
+    ledger = Ledger(deadline=1.0)
+    fleet = Fleet(device_config(platform.inventory(tmp_path)), [("dev-1", "north")], ledger)
+    in_flight = frames.Push(id="in-flight", payload="x", sent_at=time.time())
+
+    async def old_broker_still_writes(device: str, region: str) -> None:
+        old = platform.conns["north"].get(device)
+        if region == "east" and old is not None:  # authenticated in east, north not yet closed
+            ledger.sent(in_flight.id, in_flight.sent_at, [device])
+            await platform._push(old, device, in_flight)
+
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(within=5)
+        platform.after_auth = old_broker_still_writes
+        platform.drain("north", after_ms=0, grace_s=2.0)
+        await until(lambda: +fleet.connected_by_region == Counter(east=1))
+        await until(lambda: ledger.summary().on_time == 1)
+    finally:
+        await fleet.stop()
+    summary = ledger.summary()
+    assert (summary.sent, summary.on_time, summary.lost, summary.duplicates) == (1, 1, 0, 0)
+
+
+async def test_an_order_right_behind_auth_ok_moves_the_device_on(platform: FakePlatform, tmp_path: Path) -> None:
+    """A device handed over to a region that is itself drained leaves it too (the order is not dropped)."""
+    fleet = Fleet(device_config(platform.inventory(tmp_path)), [("dev-1", "north")], Ledger(deadline=1.0))
+
+    async def east_drains_too(device: str, region: str) -> None:
+        if region == "east":
+            order = frames.Reconnect(after_ms=0, avoid=["north", "east"], reason="drain east")
+            await platform.conns["east"][device].send(order.model_dump_json())
+
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(within=5)
+        platform.after_auth = east_drains_too
+        platform.drain("north", after_ms=0, grace_s=5.0)
+        await until(lambda: +fleet.connected_by_region == Counter(south=1))
+    finally:
+        await fleet.stop()
+    (stats,) = fleet.stats()
+    assert [e.to_region for e in stats.events] == ["north", "east", "south"]
 
 
 async def test_refused_device_fails_over_to_the_next_endpoint(platform: FakePlatform, tmp_path: Path) -> None:
