@@ -335,6 +335,27 @@ async def test_device_acks_every_push_and_counts_raw_duplicates(platform: FakePl
     assert stats["dev-1"].events[0].cause == "initial"
 
 
+async def drain_north_of(
+    fleet: Fleet,
+    platform: FakePlatform,
+    after_auth: Callable[[str, str], Coroutine[Any, Any, None]],
+    *,
+    grace_s: float,
+    lands_in: str,
+) -> None:
+    """Connect `fleet` (devices at home in north), drain north with `after_auth` hooked into the
+    brokers, and wait until every device is in `lands_in`; the fleet is stopped if that fails."""
+    await fleet.start()
+    try:
+        assert await fleet.wait_connected(within=5)
+        platform.after_auth = after_auth
+        platform.drain("north", after_ms=0, grace_s=grace_s)
+        await until(lambda: +fleet.connected_by_region == Counter({lands_in: len(fleet.stats())}))
+    except BaseException:
+        await fleet.stop()
+        raise
+
+
 async def test_a_push_the_old_broker_writes_after_a_handover_reaches_the_app_once(
     platform: FakePlatform, tmp_path: Path
 ) -> None:
@@ -354,12 +375,8 @@ async def test_a_push_the_old_broker_writes_after_a_handover_reaches_the_app_onc
             ledger.sent(in_flight.id, in_flight.sent_at, [device])
             await platform._push(old, device, in_flight)
 
-    await fleet.start()
+    await drain_north_of(fleet, platform, old_broker_still_writes, grace_s=2.0, lands_in="east")
     try:
-        assert await fleet.wait_connected(within=5)
-        platform.after_auth = old_broker_still_writes
-        platform.drain("north", after_ms=0, grace_s=2.0)
-        await until(lambda: +fleet.connected_by_region == Counter(east=1))
         await until(lambda: ledger.summary().on_time == 1)
     finally:
         await fleet.stop()
@@ -376,14 +393,8 @@ async def test_an_order_right_behind_auth_ok_moves_the_device_on(platform: FakeP
             order = frames.Reconnect(after_ms=0, avoid=["north", "east"], reason="drain east")
             await platform.conns["east"][device].send(order.model_dump_json())
 
-    await fleet.start()
-    try:
-        assert await fleet.wait_connected(within=5)
-        platform.after_auth = east_drains_too
-        platform.drain("north", after_ms=0, grace_s=5.0)
-        await until(lambda: +fleet.connected_by_region == Counter(south=1))
-    finally:
-        await fleet.stop()
+    await drain_north_of(fleet, platform, east_drains_too, grace_s=5.0, lands_in="south")
+    await fleet.stop()
     (stats,) = fleet.stats()
     assert [e.to_region for e in stats.events] == ["north", "east", "south"]
 
