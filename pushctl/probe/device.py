@@ -21,7 +21,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -152,13 +152,20 @@ class _Link:
 
     __slots__ = ("ep", "ok", "order", "reader", "wake", "ws")
 
-    def __init__(self, ws: ClientConnection, ok: frames.AuthOk, ep: Endpoint) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        ok: frames.AuthOk,
+        ep: Endpoint,
+        read: Callable[[_Link], Coroutine[Any, Any, None]],
+        name: str,
+    ) -> None:
         self.ws = ws
         self.ok = ok
         self.ep = ep
         self.order: tuple[float, frames.Reconnect] | None = None
         self.wake: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.reader: asyncio.Task[None] | None = None
+        self.reader: asyncio.Task[None] = asyncio.create_task(read(self), name=name)
 
 
 @dataclass(frozen=True)
@@ -306,12 +313,11 @@ class Device:
             if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
                 await ws.close()
                 return None
-            link = _Link(ws, frames.AuthOk.model_validate(reply), ep)
+            ok = frames.AuthOk.model_validate(reply)
         except BaseException:
             await ws.close()
             raise
-        link.reader = asyncio.create_task(self._read_routine(link), name=f"device-{self.id}-reader")
-        return link
+        return _Link(ws, ok, ep, self._read_routine, f"device-{self.id}-reader")
 
     async def _live(self, link: _Link) -> _End:
         """Serve an authenticated connection until it ends; close it (aside when it was handed over)."""
@@ -338,8 +344,7 @@ class Device:
         try:
             await link.ws.close()
         finally:
-            if link.reader is not None:
-                await cancel_and_wait(link.reader)
+            await cancel_and_wait(link.reader)
 
     async def _handover(self, candidates: Sequence[Endpoint]) -> _Link | None:
         """Make-before-break: authenticate on the first candidate that accepts, old connection still open.
@@ -360,7 +365,6 @@ class Device:
         cfg = self.config
         loop = asyncio.get_running_loop()
         ws, wake, reader = link.ws, link.wake, link.reader
-        assert reader is not None  # noqa: S101 - _open starts every link's reader
         # only a device away from its home region asks again (to go home after a restore); one at
         # home has nowhere better to be, and a drain of home reaches it as a reconnect order
         away = self.stats.region != self.home
