@@ -19,7 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from pushctl._http import tls
 from pushctl.contract.api import (
+    ConnectionLimit,
     Connections,
+    Endpoints,
     Policy,
     PolicyIn,
     PolicySet,
@@ -129,6 +131,14 @@ class PlatformClient:
         result: Connections = await self._call("GET", self.url(name, "/v1/connections", internal=True), Connections)
         return result
 
+    async def set_limit(self, region: str, limit: int) -> Connections:
+        """A region's broker holds at most `limit` device connections from now on (existing ones stay)."""
+        name, _ = self.inv.broker(region)
+        result: Connections = await self._call(
+            "PUT", self.url(name, "/v1/limit", internal=True), Connections, ConnectionLimit(limit=limit).model_dump()
+        )
+        return result
+
     async def all_connections(self) -> dict[str, Connections | None]:
         """Connections per region; None where the broker does not answer."""
 
@@ -140,6 +150,22 @@ class PlatformClient:
 
         regions = list(self.inv.regions)
         return dict(zip(regions, await asyncio.gather(*(one(r) for r in regions)), strict=True))
+
+    # ---- dispatcher ----------------------------------------------------------------------------
+    async def endpoint_regions(self, device: str, home: str) -> list[str]:
+        """The regions the dispatcher hands a device of `home` now, in its order."""
+        name = self._name_of(ServiceKind.DISPATCHER)
+        url = self.url(name, "/v1/endpoints")
+        try:
+            resp = await self._http.get(url, params={"device": device, "region": home})
+        except httpx.HTTPError as exc:
+            raise TargetUnreachable(f"GET {url}: {type(exc).__name__}") from exc
+        if resp.status_code != 200:
+            raise TargetUnreachable(f"GET {url} failed ({resp.status_code}): {resp.text[:200]}")
+        try:
+            return [e.region for e in Endpoints.model_validate_json(resp.content).endpoints]
+        except ValidationError as exc:
+            raise TargetUnreachable(f"{url} answered something that is not an Endpoints: {exc}") from exc
 
     # ---- logic gateways ------------------------------------------------------------------------
     def _logic_names(self) -> list[str]:
@@ -156,6 +182,19 @@ class PlatformClient:
             else:
                 return result
         raise last or TargetUnreachable("no logic gateway in the inventory")
+
+    async def routing_by_gateway(self) -> dict[str, dict[str, float] | None]:
+        """Every gateway's own answer to GET /v1/routing (None where it did not answer): they must agree."""
+
+        async def one(name: str) -> dict[str, float] | None:
+            try:
+                result: RoutingWeights = await self._call("GET", self.url(name, "/v1/routing"), RoutingWeights)
+            except PushctlError:
+                return None
+            return result.weights
+
+        names = self._logic_names()
+        return dict(zip(names, await asyncio.gather(*(one(n) for n in names)), strict=True))
 
     async def set_routing(self, weights: dict[str, float]) -> RoutingWeights:
         unknown = set(weights) - set(self.inv.idcs)
@@ -200,9 +239,7 @@ class PlatformClient:
             raise TargetUnreachable(f"{service} /metrics: {type(exc).__name__}") from exc
         return resp.text
 
-    async def metric_value(
-        self, service: str, metric: str, labels: Mapping[str, str] | None = None
-    ) -> float | None:
+    async def metric_value(self, service: str, metric: str, labels: Mapping[str, str] | None = None) -> float | None:
         """Sum of a Prometheus metric's samples on a service, only those with `labels` (None when absent)."""
         return sum_samples(await self.metrics(service), metric, labels)
 

@@ -4,6 +4,7 @@
     ├── UsageError (exit 2)                 bad input: flags, files, names
     │   └── InventoryError (exit 2)         an invalid inventory / topology file
     ├── SloBreached (exit 1)                the verifier measured a breach
+    ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up
     ├── TargetUnreachable (exit 4)          a component or API did not answer
     │   └── ToxiproxyError (exit 4)         Toxiproxy answered with an error
     ├── ComponentFailed (exit 5)            a component did not start / became unhealthy
@@ -53,6 +54,15 @@ class SloBreached(PushctlError):
     """The delivery SLO did not hold."""
 
     exit_code = 1
+
+
+class Inconclusive(PushctlError):
+    """Only timing checks failed, while the test rig itself could not keep up: no verdict.
+
+    Never raised when anything was lost, duplicated or otherwise broken: that is `SloBreached`.
+    """
+
+    exit_code = 8
 
 
 class TargetUnreachable(PushctlError):

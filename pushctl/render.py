@@ -449,6 +449,9 @@ def _run_verdict(run: Mapping[str, Any]) -> tuple[bool, str]:
     code, status = run.get("exit_code"), run.get("status")
     if code == 0:
         return True, "PASSED"
+    if run.get("verdict") == "inconclusive":
+        reasons = "; ".join(run.get("inconclusive") or [])
+        return False, f"INCONCLUSIVE (exit {code}): the rig could not keep up: {reasons}"
     word = {"aborted": "ABORTED", "interrupted": "INTERRUPTED"}.get(str(status), "FAILED")
     if run.get("deviated"):
         word += " (hypothesis deviated)"
@@ -458,14 +461,16 @@ def _run_verdict(run: Mapping[str, Any]) -> tuple[bool, str]:
 def experiment_result(run: Mapping[str, Any]) -> None:
     """One finished run: checks, stop conditions, rollbacks, verdict."""
     rows = []
-    for when in ("before", "during", "after"):
+    for when in ("before", "during", "after", "run"):
         state = (run.get("steady_states") or {}).get(when)
         for c in (state or {}).get("checks", []):
-            rows.append((when, c["title"], ok_mark(c["ok"]), c["detail"]))
+            rows.append(("whole run" if when == "run" else when, c["title"], ok_mark(c["ok"]), c["detail"]))
     for s in run.get("method") or []:
         out = s.get("output")
         if s.get("kind") == "probe" and isinstance(out, dict) and "ok" in out:
             rows.append((f"step {s['index'] + 1}", out["title"], ok_mark(out["ok"]), out["detail"]))
+        for c in s.get("checks") or []:
+            rows.append((f"step {s['index'] + 1}", "verify", ok_mark(c["ok"]), c["check"]))
     table(f"{run.get('title')}: hypothesis", ["when", "check", "ok", "measured"], rows)
     steps = [(s["index"] + 1, s["label"], s["status"], s.get("error") or "") for s in run.get("method") or []]
     table("method", ["#", "step", "status", "error"], steps)
@@ -491,8 +496,9 @@ def experiment_totals(runs: Sequence[Mapping[str, Any]], *, junit: Any = None, h
         rows.append((r.get("title"), f"[{STYLE_OK if good else STYLE_BAD}]{word}[/]", took))
     table("experiments", ["experiment", "verdict", "took"], rows)
     passed = sum(1 for r in runs if r.get("exit_code") == 0)
+    unsure = sum(1 for r in runs if r.get("verdict") == "inconclusive")
     where = (f"; JUnit {junit}" if junit else "") + (f"; HTML {html}" if html else "")
-    console.print(f"{passed} of {len(runs)} passed{where}")
+    console.print(f"{passed} of {len(runs)} passed" + (f", {unsure} inconclusive" if unsure else "") + where)
 
 
 def experiment_view(live: Any) -> Any:

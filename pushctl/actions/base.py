@@ -33,6 +33,23 @@ class PlanStep:
         return f"{self.component}: {self.change} (verify: {self.verify}; undo: {self.undo})"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One verified claim of an action's plan: held or not, in words that name the symptom.
+
+    `timing` marks a claim a slow test rig (not the platform) could make fail: how fast, how
+    evenly, how much on time. Such a failure while the rig could not keep up is inconclusive;
+    any other failure is a failure whatever the rig did.
+    """
+
+    ok: bool
+    text: str
+    timing: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "check": self.text, "timing": self.timing}
+
+
 @dataclass
 class ActionContext:
     inv: Inventory
@@ -76,8 +93,8 @@ class Action(abc.ABC):
         """Wait for the platform to settle back (e.g. the scheduler withdraws its auto policy)."""
         return {}
 
-    def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
-        """Action-specific pass/fail checks beyond the delivery SLO: (ok, description)."""
+    def checks(self, measurements: dict[str, Any]) -> list[Outcome]:
+        """The plan's "verify" column, checked against `measurements` (beyond the delivery SLO)."""
         return []
 
     def title(self) -> str:

@@ -1,16 +1,30 @@
-"""Planned drain of a region and its restore (the scheduler's drain policy)."""
+"""Planned drain of a region and its restore (the scheduler's drain policy).
+
+A drain is verified, not assumed: the region's broker must hold no connection by the timeout, the
+dispatcher must leave the region out of every answer it gives while the drain is in force (asked
+directly, and as the probe's joining and reconnecting devices saw it), and the reconnect orders
+must be spread over the window (when each device was told to move, and the connection storm that
+followed, in 100 ms buckets).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
-from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.journal import Journal, load_entries
 from pushctl.contract.api import PolicyIn
 from pushctl.contract.topology import Inventory
-from pushctl.errors import UsageError
+from pushctl.errors import PushctlError, UsageError
+
+POLICY_PROPAGATION_S = 1.5  # the scheduler pushes at once; followers poll every second as a backstop
+MIN_ORDERS_FOR_SPREAD = 5  # fewer orders say nothing about spreading
+SPREAD_MIN_SHARE = 0.5  # the slots must cover at least half the window
+PEAK_FACTOR = 3.0  # connections per 100 ms may be this many times the even share (at least PEAK_FLOOR)
+PEAK_FLOOR = 6
 
 
 def check_region(inv: Inventory, region: str) -> str:
@@ -34,6 +48,19 @@ async def wait_for_connections(
     return False, time.monotonic() - started, count
 
 
+async def ask_dispatcher(ctx: ActionContext) -> dict[str, list[str]] | None:
+    """What the dispatcher answers a new device of each home region now (None: it did not answer)."""
+    try:
+        return {home: await ctx.api.endpoint_regions(f"pushctl-verify-{home}", home) for home in ctx.inv.regions}
+    except PushctlError:
+        return None
+
+
+async def settle_policy(ctx: ActionContext) -> None:
+    """Give the policy the time followers need to see it before judging the dispatcher."""
+    await asyncio.sleep(max(0.0, ctx.applied_at + POLICY_PROPAGATION_S - time.time()))
+
+
 class Drain(Action):
     """Move every device off a region without losing a message, spread over a window."""
 
@@ -46,6 +73,7 @@ class Drain(Action):
         self.spread_s = spread_s
         self.timeout_s = timeout_s if timeout_s is not None else spread_s + 20.0
         self.broker, _ = inv.broker(region)
+        self._before: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {"region": self.region, "spread": f"{self.spread_s:g}s"}
@@ -55,7 +83,8 @@ class Drain(Action):
             PlanStep(
                 "scheduler",
                 f"add drain policy for {self.region} (reconnect orders spread over {self.spread_s:g}s)",
-                f"{self.broker} holds 0 connections within {self.timeout_s:g}s; dispatcher leaves {self.region} out",
+                f"{self.broker} holds 0 connections within {self.timeout_s:g}s; dispatcher leaves {self.region} "
+                f"out; reconnect orders spread over the window",
                 f"withdraw the drain policy for {self.region}",
             )
         ]
@@ -78,24 +107,98 @@ class Drain(Action):
         reached, seconds, left = await wait_for_connections(
             ctx, self.region, done=lambda n: n == 0, timeout=self.timeout_s
         )
+        await settle_policy(ctx)
         out: dict[str, Any] = {
             "region": self.region,
             "drained": reached,
             "devices_before": self._before,
             "devices_left": left,
             "drain_time_s": round(seconds, 2),
+            "spread_s": self.spread_s,
+            "dispatcher": await ask_dispatcher(ctx),
         }
         if ctx.probe is not None:
             stats = ctx.probe.drain_stats(since=ctx.applied_at)
+            answers = ctx.probe.dispatcher_answers(since=ctx.applied_at + POLICY_PROPAGATION_S)
             out.update(
                 devices_moved=stats.reconnects,
                 moved_to=stats.to_region,
                 per_device_p50_s=stats.p50_s,
                 per_device_max_s=stats.max_s,
+                spread=stats.spread.to_json() if stats.spread else None,
+                probe_dispatcher_answers=len(answers),
+                probe_offered_drained=sum(1 for _, regions in answers if self.region in regions),
             )
         if not reached:
             ctx.notes.append(f"{self.region} still had {left} devices after {self.timeout_s:g}s")
         return out
+
+    def checks(self, measurements: dict[str, Any]) -> list[Outcome]:
+        m = measurements
+        region = self.region
+        out: list[Outcome] = []
+        if m.get("drained"):
+            out.append(Outcome(True, f"{region} emptied in {m.get('drain_time_s')}s"))
+        else:
+            out.append(
+                Outcome(
+                    False,
+                    f"drain did not empty {region}: {m.get('devices_left')} devices left after {self.timeout_s:g}s",
+                )
+            )
+        out.append(dispatcher_outcome(region, m, drained=True))
+        out += spread_outcomes(m.get("spread"), self.spread_s)
+        return out
+
+
+def dispatcher_outcome(region: str, m: dict[str, Any], *, drained: bool) -> Outcome:
+    """The dispatcher leaves a drained region out (or, restored, hands it out again)."""
+    direct: dict[str, list[str]] | None = m.get("dispatcher")
+    if direct is None:
+        return Outcome(False, "the dispatcher did not answer")
+    offering = sorted(home for home, regions in direct.items() if region in regions)
+    if not drained:
+        missing = ", ".join(sorted(set(direct) - set(offering)))
+        if missing:
+            return Outcome(False, f"the dispatcher still leaves {region} out for devices of {missing}")
+        return Outcome(True, f"the dispatcher hands {region} out again")
+    answers, offered = m.get("probe_dispatcher_answers"), m.get("probe_offered_drained")
+    seen = "" if answers is None else f"; probe devices that joined or reconnected: {offered} of {answers} answers"
+    if offering or offered:
+        return Outcome(
+            False,
+            f"the dispatcher handed out drained {region}: to new devices of {', '.join(offering) or 'no home'}"
+            + (f"{seen} offered it" if answers is not None else ""),
+        )
+    return Outcome(True, f"the dispatcher left {region} out of every answer during the drain{seen}")
+
+
+def spread_outcomes(spread: dict[str, Any] | None, window_s: float) -> list[Outcome]:
+    """The drain storm measured: orders' slots spread over the window; the connection storm's peak."""
+    if not spread or spread.get("orders", 0) < MIN_ORDERS_FOR_SPREAD or window_s < 1.0:
+        return []
+    orders = spread["orders"]
+    span = spread.get("planned_span_s") or 0.0
+    out = [
+        Outcome(
+            span >= SPREAD_MIN_SHARE * window_s,
+            f"reconnect orders spread over {span:.2f}s of the {window_s:g}s window ({orders} devices)"
+            if span >= SPREAD_MIN_SHARE * window_s
+            else f"reconnect orders were not spread: {orders} devices told to move within {span:.2f}s "
+            f"(window {window_s:g}s)",
+        )
+    ]
+    even = orders * 0.1 / window_s
+    limit = max(PEAK_FLOOR, math.ceil(PEAK_FACTOR * even))
+    peak = spread.get("connected_peak_per_100ms", 0)
+    out.append(
+        Outcome(
+            peak <= limit,
+            f"reconnections peaked at {peak} per 100 ms (limit {limit}; an even spread is {even:.1f})",
+            timing=True,
+        )
+    )
+    return out
 
 
 class Restore(Action):
@@ -134,9 +237,11 @@ class Restore(Action):
                 Journal(entry).set_status("recovered")
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
+        await settle_policy(ctx)
+        dispatcher = await ask_dispatcher(ctx)
         if ctx.probe is None:  # no devices of ours to watch come back: report, do not wait
             conns = (await ctx.api.all_connections()).get(self.region)
-            return {"region": self.region, "devices_back": conns.count if conns else None}
+            return {"region": self.region, "devices_back": conns.count if conns else None, "dispatcher": dispatcher}
         reached, seconds, count = await wait_for_connections(
             ctx, self.region, done=lambda n: n > 0, timeout=self.timeout_s
         )
@@ -144,4 +249,20 @@ class Restore(Action):
             "region": self.region,
             "devices_back": count,
             "first_return_s": round(seconds, 2) if reached else None,
+            "dispatcher": dispatcher,
         }
+
+    def checks(self, measurements: dict[str, Any]) -> list[Outcome]:
+        out = [dispatcher_outcome(self.region, measurements, drained=False)]
+        if "first_return_s" in measurements:
+            back = measurements["first_return_s"]
+            out.append(
+                Outcome(
+                    back is not None,
+                    f"devices came back to {self.region} ({back}s after the restore)"
+                    if back is not None
+                    else f"no device came back to {self.region} within {self.timeout_s:g}s",
+                    timing=True,
+                )
+            )
+        return out

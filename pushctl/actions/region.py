@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import journaled_crash, journaled_fault, wait_until
 from pushctl.actions.drain import check_region
 from pushctl.contract.topology import Inventory
@@ -96,24 +96,33 @@ class FailRegion(Action):
             out.update(devices_moved=stats.reconnects, moved_to=stats.to_region, per_device_max_s=stats.max_s)
         return out
 
-    def checks(self, measurements: dict[str, Any]) -> list[tuple[bool, str]]:
+    def checks(self, measurements: dict[str, Any]) -> list[Outcome]:
+        detected = measurements.get("scheduler_detected_s")
+        out = [
+            Outcome(
+                detected is not None,
+                f"the scheduler detected the failed region and drained {self.region} ({detected}s)"
+                if detected is not None
+                else f"the scheduler never detected the failure: no drain of {self.region} within {self.duration_s:g}s",
+            )
+        ]
         impact = measurements.get("delivery_impact_s")
-        out = []
         if impact is not None:
             out.append(
-                (
+                Outcome(
                     impact <= self.max_impact_s,
                     f"delivery recovered {impact:g}s after the failure (max {self.max_impact_s:g}s)",
+                    timing=True,
                 )
             )
         if "auto_drain_withdrawn_s" in measurements:
             ok = measurements["auto_drain_withdrawn_s"] is not None
             out.append(
-                (
+                Outcome(
                     ok,
                     "the scheduler withdrew its auto drain after recovery"
                     if ok
-                    else "the auto drain was never withdrawn",
+                    else f"the auto drain of {self.region} was never withdrawn after recovery",
                 )
             )
         return out

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 
 from pushctl._http import tls
-from pushctl.actions.base import Action, ActionContext
+from pushctl.actions.base import Action, ActionContext, Outcome
 from pushctl.actions.journal import Journal, load_entries, open_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.undo import UndoOutcome, run_undo
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, Interrupted, LockHeld, RollbackFailed, SloBreached
+from pushctl.errors import ComponentFailed, Inconclusive, Interrupted, LockHeld, RollbackFailed, SloBreached
 from pushctl.probe.ledger import LedgerSummary
 from pushctl.probe.probe import Probe, ProbeOptions
 
@@ -52,6 +52,8 @@ class ActionReport:
     passed: bool
     verdict: str
     seconds: float
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)  # why the rig could not keep up, when that decided
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -101,16 +103,55 @@ def _impact_seconds(summary: LedgerSummary, probe: Probe | None, applied_at: flo
     return 0.0 if not bad else round(max(0.0, t0 + max(bad) + 1 - applied_at), 1)
 
 
-def _verdict(summary: LedgerSummary | None, slo: float) -> tuple[bool, str]:
+def delivery_outcomes(summary: LedgerSummary | None, slo: float) -> list[Outcome]:
+    """The SLO (a timing claim) and the ledger (never a timing claim) of the messages sent meanwhile."""
     if summary is None:
-        return True, "no probe ran (--no-probe): delivery not verified"
-    rate = summary.delivery_rate
+        return []
     if summary.sent == 0:
-        return False, "the probe sent nothing during the action"
-    ok = rate is not None and rate >= slo and summary.lost == 0
+        return [Outcome(False, "the probe sent nothing during the action", timing=True)]
+    rate = summary.delivery_rate
     rate_txt = f"{rate:.3f}%" if rate is not None else "n/a"
-    detail = f"delivery {rate_txt} (SLO {slo}%), lost {summary.lost}, late {summary.late} of {summary.sent}"
-    return ok, ("SLO held: " if ok else "SLO BREACHED: ") + detail
+    return [
+        Outcome(
+            rate is not None and rate >= slo,
+            f"delivery {rate_txt} (SLO {slo}%), late {summary.late} of {summary.sent}",
+            timing=True,
+        ),
+        Outcome(summary.lost == 0, f"lost {summary.lost}"),
+        Outcome(
+            summary.duplicates == 0,
+            f"{summary.duplicates} duplicates reached the app",
+        ),
+        Outcome(summary.unexpected == 0, f"{summary.unexpected} deliveries of pushes nobody sent"),
+    ]
+
+
+def judge(outcomes: list[Outcome], rig_trouble: list[str]) -> tuple[str, list[str]]:
+    """passed | failed | inconclusive: a failure is inconclusive only when every failed claim is a
+    timing claim and the rig could not keep up meanwhile; a loss is never excused."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return "passed", []
+    if rig_trouble and all(o.timing for o in failed):
+        return "inconclusive", rig_trouble
+    return "failed", []
+
+
+def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], rig: list[str]) -> tuple[str, str]:
+    delivery = delivery_outcomes(summary, slo)
+    outcomes = delivery + checks
+    verdict, reasons = judge(outcomes, rig)
+    breached = "SLO BREACHED: " if any(not o.ok for o in delivery) else "FAILED: "
+    head = {"passed": "SLO held: ", "failed": breached, "inconclusive": "INCONCLUSIVE: "}[verdict]
+    if summary is None:
+        head = "no probe ran (--no-probe): delivery not verified; " if verdict == "passed" else "FAILED: "
+    shown = [o for o in outcomes if not o.ok] or outcomes
+    if summary is not None and verdict == "passed":
+        shown = outcomes[:2] + checks
+    text = head + "; ".join(o.text for o in shown if o.text)
+    if reasons:
+        text += " (the rig could not keep up: " + "; ".join(reasons) + ")"
+    return verdict, text
 
 
 async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any) -> ActionReport:
@@ -203,13 +244,9 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         raise Interrupted(f"interrupted by {interrupted[0]}; rolled back ({len(outcomes)} undo steps)")
     if during is not None:
         measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
-    passed, verdict = _verdict(during, opts.slo)
-    for ok, text in action.checks(measurements):
-        if not ok:
-            passed = False
-            verdict = verdict.replace("SLO held: ", "FAILED: ") + f"; {text}"
-        else:
-            verdict += f"; {text}"
+    checks = action.checks(measurements) if journal is not None else []
+    rig = probe.rig.trouble(applied_at, ended_at) if probe is not None else []
+    outcome, verdict = _verdict(during, opts.slo, checks, rig)
     return ActionReport(
         action=action.name,
         params=action.params(),
@@ -221,12 +258,17 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         overall=summary.to_json() if summary else None,
         rollback=[{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
         slo=opts.slo,
-        passed=passed,
+        passed=outcome == "passed",
         verdict=verdict,
         seconds=round(time.monotonic() - started, 2),
+        checks=[o.to_json() for o in delivery_outcomes(during, opts.slo) + checks],
+        inconclusive=rig if outcome == "inconclusive" else [],
     )
 
 
 def raise_for_verdict(report: ActionReport) -> None:
-    if not report.passed:
-        raise SloBreached(report.verdict)
+    if report.passed:
+        return
+    if report.inconclusive:
+        raise Inconclusive(report.verdict, hint="re-run on a quieter machine, or with fewer devices")
+    raise SloBreached(report.verdict)

@@ -58,6 +58,9 @@ async def _run_one(inv: Inventory, api: PlatformClient, step: UndoStep, log: Cal
     if step.op == "set_throttle":
         await api.set_throttle(Throttle.model_validate(args["throttle"]))
         return f"throttle back to {args['throttle'].get('mode')}"
+    if step.op == "set_limit":
+        await api.set_limit(str(args["region"]), int(args["limit"]))
+        return f"{args['region']} connection limit back to {args['limit']}"
     if step.op == "set_auto":
         await api.set_auto(bool(args["enabled"]))
         return f"scheduler auto policies {'on' if args['enabled'] else 'off'}"

@@ -4,11 +4,13 @@ pushctl experiment validate experiments/
 pushctl experiment plan experiments/redis-outage.yaml
 pushctl experiment run experiments/ --junit out/experiments.xml --html out/experiments.html
 
-Exit codes of `run`: 0 every experiment passed; 1 a hypothesis deviated, a stop condition fired
-or a step failed; 2 invalid input (every problem is listed with file, line and field path; nothing
-ran); 4 the target is unreachable or unhealthy; 6 another action or experiment holds the target;
-7 a rollback failed (run `pushctl recover` once the cause is fixed); 130 interrupted (after the
-rollbacks ran). Several experiments: the most severe code.
+Exit codes of `run`: 0 every experiment passed; 1 a check failed (something lost, duplicated or
+broken, or timing missed on a rig that kept up), a stop condition fired or a step failed; 2 invalid
+input (every problem is listed with file, line and field path; nothing ran); 4 the target is
+unreachable or unhealthy; 6 another action or experiment holds the target; 7 a rollback failed
+(run `pushctl recover` once the cause is fixed); 8 inconclusive (only timing checks failed while
+the test rig could not keep up; never when anything was lost); 130 interrupted (after the
+rollbacks ran). Several experiments: the most severe code (1 before 8 before 0).
 """
 
 from __future__ import annotations

@@ -174,6 +174,8 @@ class AccessResult(_Schema):
     direct: int
     buffered: int
     rejected: int
+    # the ids of single pushes no path took: the caller knows exactly what was refused, never guesses
+    rejected_ids: list[str] = Field(default_factory=list)
 
 
 class Throttle(_Schema):

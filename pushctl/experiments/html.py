@@ -127,6 +127,8 @@ def _verdict(run: dict[str, Any]) -> tuple[str, str]:
     status, code = run.get("status"), run.get("exit_code")
     if code == 0:
         return "PASSED", "pass"
+    if run.get("verdict") == "inconclusive":
+        return "INCONCLUSIVE: " + "; ".join(run.get("inconclusive") or ["the rig could not keep up"]), "warn"
     if status == "interrupted":
         return "INTERRUPTED", "warn"
     if status == "aborted":

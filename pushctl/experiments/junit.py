@@ -2,10 +2,12 @@
 
     write_junit([journal_dict, ...], Path("experiments.xml"))
 
-Testcases: every steady-state check (before, during, after), every method probe with a
-tolerance, every stop condition (a failure when it fired), the method itself (an error when a step
-failed or the run was interrupted) and the rollback (a failure when an undo failed). Checks a run
-never reached are `skipped`. Failure messages carry the measured numbers.
+Testcases: every steady-state check (before, during, after), the whole run's ledger, every method
+probe with a tolerance, every action's verified claims, every stop condition (a failure when it
+fired), the method itself (an error when a step failed or the run was interrupted) and the
+rollback (a failure when an undo failed). Checks a run never reached are `skipped`. Failure
+messages carry the measured numbers. An inconclusive run (only timing checks failed while the rig
+could not keep up) reports those checks as `skipped` with the rig's reasons, never as passed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ PHASES = (
     ("before", "steady state before"),
     ("during", "steady state during the method"),
     ("after", "steady state after"),
+    ("run", "the whole run's ledger"),
 )
 
 
@@ -46,8 +49,16 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
         file=str(run.get("file")),
     )
     props = ET.SubElement(suite, "properties")
-    for key in ("status", "deviated", "exit_code", "run_id", "inventory", "error"):
+    for key in ("status", "verdict", "deviated", "exit_code", "run_id", "inventory", "error"):
         ET.SubElement(props, "property", name=key, value=str(run.get(key)))
+    inconclusive = run.get("verdict") == "inconclusive"
+    why = "inconclusive: the rig could not keep up: " + "; ".join(run.get("inconclusive") or [])
+
+    def miss(case: ET.Element, message: str, kind: str) -> None:
+        if inconclusive:
+            ET.SubElement(case, "skipped", message=f"{why} ({message})")
+        else:
+            ET.SubElement(case, "failure", message=message, type=kind).text = message
     ET.SubElement(props, "property", name="journal", value=str(run.get("journal_path", "")))
     status = run.get("status")
     reason = f"not evaluated: the run ended {status}" + (f" ({run['error']})" if run.get("error") else "")
@@ -57,6 +68,7 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
         "before": (exp.get("steady_state") or {}).get("probes") or [],
         "during": (exp.get("steady_state") or {}).get("during") or [],
         "after": (exp.get("steady_state") or {}).get("probes") or [],
+        "run": ["lost", "unexpected", "duplicates", "rejected"],
     }
     for key, label in PHASES:
         state = states.get(key)
@@ -67,14 +79,18 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
         for check in state.get("checks", []):
             case = _case(suite, f"{cls}.{key}", f"{label}: {check['title']}")
             if not check["ok"]:
-                failure = ET.SubElement(case, "failure", message=check["detail"], type="HypothesisDeviated")
-                failure.text = check["detail"]
+                miss(case, check["detail"], "HypothesisDeviated" if key != "run" else "LedgerBroken")
     for step in run.get("method") or []:
         if step.get("kind") == "probe" and isinstance(step.get("output"), dict) and "ok" in step["output"]:
             out = step["output"]
             case = _case(suite, f"{cls}.method", f"method probe: {out['title']}")
             if not out["ok"]:
-                ET.SubElement(case, "failure", message=out["detail"], type="HypothesisDeviated").text = out["detail"]
+                miss(case, out["detail"], "HypothesisDeviated")
+        for check in step.get("checks") or []:
+            case = _case(suite, f"{cls}.method", f"step {step['index'] + 1} ({step['label']}): verify")
+            case.set("name", f"{case.get('name')}: {check['check']}")
+            if not check["ok"]:
+                miss(case, check["check"], "ActionCheckFailed")
     stops = run.get("stop_conditions") or []
     for stop in stops:
         case = _case(suite, f"{cls}.stop_conditions", f"stop condition: {stop['name']}")
@@ -83,7 +99,7 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
                 f"fired after {stop['for_s']:g}s broken: {stop.get('detail')} "
                 f"(worst {stop.get('worst')}, tolerance {stop['tolerance']})"
             )
-            ET.SubElement(case, "failure", message=msg, type="StopConditionFired").text = msg
+            miss(case, msg, "StopConditionFired")
     if not stops:
         for i, _ in enumerate(exp.get("stop_conditions") or []):
             ET.SubElement(_case(suite, f"{cls}.stop_conditions", f"stop condition {i + 1}"), "skipped", message=reason)
@@ -94,7 +110,10 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
     elif failed_steps:
         msg = "; ".join(f"{s['label']}: {s.get('error') or _failed_checks(s)}" for s in failed_steps)
         kind = "StepFailed" if any(s["status"] == "failed" for s in failed_steps) else "HypothesisDeviated"
-        ET.SubElement(method, "failure" if kind != "StepFailed" else "error", message=msg, type=kind).text = msg
+        if kind == "StepFailed":
+            ET.SubElement(method, "error", message=msg, type=kind).text = msg
+        else:
+            miss(method, msg, kind)
     elif status == "failed" and run.get("error") and not _any_failed_check(states):
         ET.SubElement(method, "error", message=str(run["error"]), type="RunFailed")
     rollback = _case(suite, f"{cls}.rollback", "rollback")

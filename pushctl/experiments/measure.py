@@ -28,7 +28,7 @@ from pushctl.probe.probe import Probe
 
 @dataclass
 class CheckResult:
-    """One evaluation of one check."""
+    """One evaluation of one check. `timing`: a slow rig could make it fail (see model.TIMING_MEASURES)."""
 
     title: str
     kind: str  # delivery | status | metric
@@ -39,6 +39,7 @@ class CheckResult:
     at: float
     since: float | None = None
     until: float | None = None
+    timing: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -50,8 +51,15 @@ def fmt_value(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-def counts_value(counts: Counts, measure: Measure) -> float | int | None:
-    """A measure read from ledger counts (None when there is nothing to measure)."""
+def counts_value(counts: Counts, measure: Measure, summary: LedgerSummary | None = None) -> float | int | None:
+    """A measure read from ledger counts (None when there is nothing to measure).
+
+    `unexpected` and `rejected` are properties of the whole summary, not of a region or kind.
+    """
+    if measure == Measure.UNEXPECTED:
+        return None if summary is None else summary.unexpected
+    if measure == Measure.REJECTED:
+        return None if summary is None else summary.rejected
     lat = counts.latency_ms
     return {
         Measure.DELIVERY_RATE: counts.delivery_rate,
@@ -60,6 +68,7 @@ def counts_value(counts: Counts, measure: Measure) -> float | int | None:
         Measure.SENT: counts.sent,
         Measure.ON_TIME: counts.on_time,
         Measure.DUPLICATES: counts.duplicates,
+        Measure.RAW_DUPLICATES: counts.raw_duplicates,
         Measure.LATENCY_P50_MS: lat.p50,
         Measure.LATENCY_P95_MS: lat.p95,
         Measure.LATENCY_P99_MS: lat.p99,
@@ -86,6 +95,17 @@ class Measurer:
         self.inv = inv
         self.api = api
         self.probe = probe
+        self.baselines: dict[tuple[str, str, tuple[tuple[str, str], ...]], float | None] = {}
+
+    async def take_baselines(self, checks: list[Any]) -> None:
+        """Read every `delta` metric check's counter now: the method's starting point."""
+        for check in checks:
+            if isinstance(check, MetricCheck) and check.delta:
+                key = _metric_key(check)
+                try:
+                    self.baselines[key] = await self.api.metric_value(check.service, check.metric, check.labels)
+                except PushctlError:
+                    self.baselines[key] = None
 
     # ---- the probe ------------------------------------------------------------------------------
     def window_summary(self, *, since: float, until: float, cutoff: float) -> LedgerSummary:
@@ -103,21 +123,39 @@ class Measurer:
         """A windowed check over messages sent in [since, until), read at `cutoff`."""
         if check.measure in INSTANT_MEASURES:
             return self.instant(check)
+        if check.measure == Measure.DISPATCHER_OFFERED:
+            return self.dispatcher(check, since=since, until=until)
         summary = summary or self.window_summary(since=since, until=until, cutoff=cutoff)
-        counts: Counts | None = summary if check.region is None else summary.by_region.get(check.region)
-        value = None if counts is None else counts_value(counts, check.measure)
+        counts = select_counts(summary, check)
+        value = None if counts is None else counts_value(counts, check.measure, summary)
         sent = 0 if counts is None else counts.sent
-        ok = value is not None and check.tolerance.holds(value) and (sent > 0 or check.measure == Measure.SENT)
-        where = f" in {check.region}" if check.region else ""
+        whole = check.measure in (Measure.UNEXPECTED, Measure.REJECTED, Measure.SENT)
+        ok = value is not None and check.tolerance.holds(value) and (sent > 0 or whole)
+        where = (f" in {check.region}" if check.region else "") + (f" ({check.kind})" if check.kind else "")
+        where += f" ({check.population} devices)" if check.population else ""
         detail = (
             f"{check.measure.value}{where} = {fmt_value(value)} (want {check.tolerance.describe()}) over {sent} "
             f"messages sent in {until - since:.1f}s"
             + ("" if counts is None else f" (on time {counts.on_time}, late {counts.late}, lost {counts.lost})")
         )
-        if sent == 0 and check.measure != Measure.SENT:
+        if sent == 0 and not whole:
             detail += ": nothing was sent in the window"
         return CheckResult(
-            check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time(), since, until
+            check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time(), since, until,
+            check.timing,
+        )  # fmt: skip
+
+    def dispatcher(self, check: DeliveryCheck, *, since: float, until: float) -> CheckResult:
+        """How many dispatcher answers to probe devices in [since, until) offered `check.region`."""
+        answers = self.probe.dispatcher_answers(since=since, until=until)
+        value = sum(1 for _, regions in answers if check.region in regions)
+        ok = check.tolerance.holds(value)
+        detail = (
+            f"the dispatcher offered {check.region} in {value} of {len(answers)} answers to joining or reconnecting "
+            f"probe devices in {until - since:.1f}s (want {check.tolerance.describe()})"
+        )
+        return CheckResult(
+            check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time(), since, until, False
         )
 
     def instant(self, check: DeliveryCheck) -> CheckResult:
@@ -125,11 +163,16 @@ class Measurer:
         if check.measure == Measure.CONNECTED:
             value: float = snap.connected.get(check.region, 0) if check.region else snap.online
         else:
-            value = round(100.0 * snap.online / snap.devices, 2) if snap.devices else 0.0
+            present = snap.devices - snap.away
+            value = round(100.0 * snap.online / present, 2) if present else 100.0
         ok = check.tolerance.holds(value)
         where = f" in {check.region}" if check.region else ""
         detail = f"{check.measure.value}{where} = {fmt_value(value)} (want {check.tolerance.describe()})"
-        return CheckResult(check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time())
+        if snap.away:
+            detail += f" ({snap.away} devices offline on purpose, not counted)"
+        return CheckResult(
+            check.title(), "delivery", check.tolerance.describe(), value, ok, detail, time.time(), timing=True
+        )
 
     # ---- the platform ----------------------------------------------------------------------------
     async def status_data(self, root: str) -> dict[str, Any]:
@@ -170,17 +213,37 @@ class Measurer:
             value, error = None, f": could not read it ({unread})"
         ok = value is not None and check.tolerance.holds(value)
         detail = f"status {check.status} = {fmt_value(value)} (want {check.tolerance.describe()}){error}"
-        return CheckResult(check.title(), "status", check.tolerance.describe(), value, ok, detail, time.time())
+        now = time.time()
+        return CheckResult(
+            check.title(), "status", check.tolerance.describe(), value, ok, detail, now, now - 1.0, now, check.timing
+        )
 
     async def metric(self, check: MetricCheck) -> CheckResult:
         try:
-            value = await self.api.metric_value(check.service, check.metric)
+            value = await self.api.metric_value(check.service, check.metric, check.labels)
             error = ""
         except PushctlError as exc:
             value, error = None, f": {exc.message}"
+        what = check.metric + (
+            "{" + ",".join(f"{k}={v}" for k, v in check.labels.items()) + "}" if check.labels else ""
+        )
+        if check.delta:
+            base = self.baselines.get(_metric_key(check))
+            if value is not None and base is None and _metric_key(check) in self.baselines:
+                base = 0.0  # the series did not exist yet when the method began
+            if value is not None and base is None:
+                value, error = None, ": no reading from the start of the method"
+            elif value is not None and base is not None:
+                value = value - base
+            what = f"increase of {what} during the method"
+        elif value is None and not error:
+            value = 0.0 if check.labels else None  # a labelled series not exported yet has counted nothing
         ok = value is not None and check.tolerance.holds(value)
-        detail = f"{check.service} {check.metric} = {fmt_value(value)} (want {check.tolerance.describe()}){error}"
-        return CheckResult(check.title(), "metric", check.tolerance.describe(), value, ok, detail, time.time())
+        detail = f"{check.service} {what} = {fmt_value(value)} (want {check.tolerance.describe()}){error}"
+        now = time.time()
+        return CheckResult(
+            check.title(), "metric", check.tolerance.describe(), value, ok, detail, now, now - 1.0, now, check.timing
+        )
 
     async def now(self, check: Any, *, since: float, until: float, cutoff: float) -> CheckResult:
         """Any check: a delivery check over [since, until), the others read right now."""
@@ -189,3 +252,23 @@ class Measurer:
         if isinstance(check, StatusCheck):
             return await self.status(check)
         return await self.metric(check)
+
+
+def select_counts(summary: LedgerSummary, check: DeliveryCheck) -> Counts | None:
+    """The counts a check reads: the whole summary, or one region, kind or population of it.
+
+    `lost` of the whole run counts every class; a region or kind filter narrows to it.
+    """
+    if check.region is not None:
+        return summary.by_region.get(check.region)
+    if check.kind is not None:
+        return summary.by_kind.get(check.kind, Counts())
+    if check.population == "online":
+        return summary.online
+    if check.population == "offline":
+        return summary.offline
+    return summary
+
+
+def _metric_key(check: MetricCheck) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    return (check.service, check.metric, tuple(sorted(check.labels.items())))

@@ -135,15 +135,36 @@ class Measure(StrEnum):
     LATE = "late"
     SENT = "sent"
     ON_TIME = "on_time"
-    DUPLICATES = "duplicates"
+    DUPLICATES = "duplicates"  # deliveries the app saw twice
+    RAW_DUPLICATES = "raw_duplicates"  # frames received twice (before the device de-duplicated)
+    UNEXPECTED = "unexpected"  # deliveries of pushes nobody sent to that device
+    REJECTED = "rejected"  # pushes the platform answered it did not take (visible, not lost)
     LATENCY_P50_MS = "latency_p50_ms"
     LATENCY_P95_MS = "latency_p95_ms"
     LATENCY_P99_MS = "latency_p99_ms"
+    DISPATCHER_OFFERED = "dispatcher_offered"  # dispatcher answers (to probe devices) that offered `region`
     ONLINE_PERCENT = "online_percent"  # probe devices connected right now, percent (not windowed)
     CONNECTED = "connected"  # probe devices connected right now (in `region`, or in total)
 
 
 INSTANT_MEASURES = frozenset({Measure.ONLINE_PERCENT, Measure.CONNECTED})
+# Measures a slow test rig can make fail (lateness, pace, how fast devices move): a failure of one of
+# these while the rig could not keep up is inconclusive. Every other measure (loss, duplicates,
+# unexpected or rejected pushes, what the dispatcher said) fails whatever the rig did.
+TIMING_MEASURES = frozenset(
+    {
+        Measure.DELIVERY_RATE,
+        Measure.LATE,
+        Measure.SENT,
+        Measure.ON_TIME,
+        Measure.LATENCY_P50_MS,
+        Measure.LATENCY_P95_MS,
+        Measure.LATENCY_P99_MS,
+        Measure.ONLINE_PERCENT,
+        Measure.CONNECTED,
+    }
+)
+PushKind = Literal["single", "group", "region-group"]
 
 
 class DeliveryCheck(_Model):
@@ -151,12 +172,34 @@ class DeliveryCheck(_Model):
 
     name: str | None = None
     measure: Measure
-    region: Name | None = Field(default=None, description="only the probe devices of this home region")
+    region: Name | None = Field(
+        default=None, description="only the probe devices of this home region (dispatcher_offered: the region offered)"
+    )
+    kind: PushKind | None = Field(default=None, description="only single pushes, group pushes or region group pushes")
+    population: Literal["online", "offline"] | None = Field(
+        default=None,
+        description="only messages to devices online when sent (the SLO's), or to devices away on purpose",
+    )
     window: Duration = Field(default=3.0, gt=0, description="measure over messages sent in this window")
     tolerance: Tolerance
 
+    @model_validator(mode="after")
+    def _region_for_dispatcher(self) -> DeliveryCheck:
+        if self.measure == Measure.DISPATCHER_OFFERED and self.region is None:
+            raise ValueError("dispatcher_offered needs the region it counts (region: south)")
+        if self.measure in INSTANT_MEASURES | {Measure.DISPATCHER_OFFERED} and (self.kind or self.population):
+            raise ValueError(f"{self.measure.value} is not about messages: kind and population do not apply")
+        return self
+
+    @property
+    def timing(self) -> bool:
+        """A check a slow rig can make fail (see TIMING_MEASURES)."""
+        return self.measure in TIMING_MEASURES
+
     def title(self) -> str:
         where = f"[{self.region}]" if self.region else ""
+        where += f"[{self.kind}]" if self.kind else ""
+        where += f"[{self.population}]" if self.population else ""
         return self.name or f"{self.measure.value}{where} {self.tolerance.describe()}"
 
 
@@ -166,21 +209,30 @@ class StatusCheck(_Model):
     name: str | None = None
     status: str = Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     tolerance: Tolerance
+    timing: bool = False  # the platform's state, not the rig's
 
     def title(self) -> str:
         return self.name or f"status {self.status} {self.tolerance.describe()}"
 
 
 class MetricCheck(_Model):
-    """A Prometheus metric of one service (summed over its labels)."""
+    """A Prometheus metric of one service (summed over the samples whose labels include `labels`)."""
 
     name: str | None = None
     metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     service: Name
+    labels: dict[str, str] = Field(default_factory=dict, description="only samples with these labels")
+    delta: bool = Field(
+        default=False,
+        description="the increase since the method began (a counter's lifetime total says nothing about this run)",
+    )
     tolerance: Tolerance
+    timing: bool = False  # the platform's own counters, not the rig's
 
     def title(self) -> str:
-        return self.name or f"{self.service} {self.metric} {self.tolerance.describe()}"
+        label = "{" + ",".join(f"{k}={v}" for k, v in self.labels.items()) + "}" if self.labels else ""
+        what = f"increase of {self.metric}{label}" if self.delta else f"{self.metric}{label}"
+        return self.name or f"{self.service} {what} {self.tolerance.describe()}"
 
 
 def _key_tag(*keys: str) -> Any:
@@ -225,6 +277,18 @@ StopCondition = Annotated[
     | Annotated[StopMetric, Tag("metric")],
     Discriminator(_key_tag(*_CHECK_KEYS), custom_error_type="check_kind", custom_error_message=_CHECK_ERROR),
 ]
+
+
+class LedgerTolerance(_Model):
+    """The whole run's ledger, checked once the probe has stopped, over every message of the run.
+
+    Nothing may be lost and no push may arrive that nobody sent; how many app-visible duplicates
+    (at-least-once delivery let through the device's de-duplication) and visible rejections the
+    experiment tolerates, it declares.
+    """
+
+    duplicates: int = Field(ge=0, description="app-visible duplicates tolerated over the whole run")
+    rejected: int = Field(default=0, ge=0, description="pushes the platform may visibly refuse over the whole run")
 
 
 class SteadyState(_Model):
@@ -332,6 +396,52 @@ class SpikeStep(_Step):
     duration: Duration = Field(gt=0)
 
 
+def _count_or_percent(value: object) -> object:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return value.strip()
+    return value
+
+
+class OfflineStep(_Step):
+    """Take probe devices off the platform for `duration`, then back (through the dispatcher, as joins).
+
+    `drop` loses each connection abruptly (a phone in a tunnel), `close` leaves with a close frame.
+    Messages sent to them meanwhile must arrive after they are back, exactly once (the ledger's
+    offline class: on time when within the deadline of the return).
+    """
+
+    action: Literal["offline"]
+    devices: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")] = Field(
+        description="how many connected devices: a number or a percentage (30%)"
+    )
+    region: Name | None = Field(default=None, description="only devices of this home region")
+    duration: Duration = Field(gt=0)
+    mode: Literal["drop", "close"] = "drop"
+
+    def count(self, of: int) -> int:
+        """How many devices out of `of` candidates."""
+        if isinstance(self.devices, str):
+            return max(1, round(of * float(self.devices.strip()[:-1]) / 100))
+        return min(self.devices, of)
+
+
+class LimitStep(_Step):
+    """Hold a region's broker to `limit` connections for `duration` (a region at capacity)."""
+
+    action: Literal["limit"]
+    region: Name
+    limit: int = Field(ge=0, le=1_000_000)
+    duration: Duration = Field(default=10.0, gt=0)
+
+
+class CrashStep(_Step):
+    """SIGKILL one push service for `duration`, then restart it (e.g. the bypass consumer)."""
+
+    action: Literal["crash"]
+    service: Name
+    duration: Duration = Field(default=5.0, gt=0)
+
+
 ActionStep = Annotated[
     DrainStep
     | RestoreStep
@@ -342,7 +452,10 @@ ActionStep = Annotated[
     | ThrottleStep
     | FaultStep
     | LinkDownStep
-    | SpikeStep,
+    | SpikeStep
+    | OfflineStep
+    | LimitStep
+    | CrashStep,
     Field(discriminator="action"),
 ]
 ACTIONS: tuple[str, ...] = (
@@ -356,6 +469,9 @@ ACTIONS: tuple[str, ...] = (
     "fault",
     "link-down",
     "spike",
+    "offline",
+    "limit",
+    "crash",
 )
 
 
@@ -398,10 +514,17 @@ class ProbeSettings(_Model):
 
     devices: int = Field(default=90, ge=1, le=50_000)
     rate: float = Field(default=150.0, gt=0, description="single pushes per second")
+    group_rate: float = Field(default=0.0, ge=0, le=1000, description="group pushes to a device list per second")
+    group_size: int = Field(default=10, ge=1, le=10_000, description="devices per group push")
+    region_group_rate: float = Field(default=0.0, ge=0, le=100, description="group pushes to a whole region per second")
     deadline: Duration = Field(default=1.0, gt=0, description="on time when delivered within this")
     grace: Duration = Field(default=3.0, description="how long a late message may still arrive")
     warmup: Duration = 1.0
+    keepalive: Duration = Field(
+        default=10.0, ge=0.1, le=300, description="devices ping this often; a silent connection is dead after as long"
+    )
     regions: dict[Name, float] | None = Field(default=None, description="home-region weights")
+    seed: int | None = Field(default=None, description="fixes which devices are picked (targets, offline steps)")
 
 
 class BlastRadius(_Model):
@@ -429,6 +552,7 @@ class Experiment(_Model):
     tags: list[str] = Field(default_factory=list)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
+    ledger: LedgerTolerance = Field(description="the whole run's ledger: lost is always 0; duplicates declared")
     steady_state: SteadyState
     method: list[Step] = Field(min_length=1)
     stop_conditions: list[StopCondition] = Field(default_factory=list)
@@ -446,7 +570,7 @@ def step_label(step: object) -> str:
     if name:
         return str(name)
     parts = [str(action)]
-    for key in ("region", "idc", "link", "mode", "to", "toxic", "factor"):
+    for key in ("devices", "region", "idc", "service", "link", "mode", "to", "toxic", "factor", "limit"):
         value = getattr(step, key, None)
         if value is not None:
             parts.append(f"{value}x" if key == "factor" else str(value))

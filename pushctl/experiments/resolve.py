@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushctl.actions.base import Action, ActionContext, PlanStep
+from pushctl.actions.capacity import CrashComponent, LimitRegion
 from pushctl.actions.common import journaled_fault
 from pushctl.actions.drain import Drain, Restore
 from pushctl.actions.idc import FailIdc, SwitchIdc, parse_weights
@@ -21,10 +22,11 @@ from pushctl.actions.redis import FailRedis
 from pushctl.actions.region import FailRegion
 from pushctl.actions.throttle import ThrottleAccess
 from pushctl.contract.topology import Inventory
-from pushctl.errors import PushctlError
+from pushctl.errors import PushctlError, UsageError
 from pushctl.experiments.loader import ExperimentInvalid, Loaded, Problem
 from pushctl.experiments.model import (
     ClearFaultsStep,
+    CrashStep,
     DeliveryCheck,
     DrainStep,
     Experiment,
@@ -32,8 +34,10 @@ from pushctl.experiments.model import (
     FailRedisStep,
     FailRegionStep,
     FaultStep,
+    LimitStep,
     LinkDownStep,
     MetricCheck,
+    OfflineStep,
     ProbeStep,
     RestoreStep,
     SpikeStep,
@@ -44,6 +48,7 @@ from pushctl.experiments.model import (
 )
 from pushctl.faults.links import FaultSpec, plan_fault, plan_link_down
 from pushctl.probe.duration import format_duration
+from pushctl.probe.fleet import MAX_DEVICES_PER_PROCESS
 
 STATUS_ROOTS = (
     "stack",
@@ -97,7 +102,7 @@ class ResolvedStep:
 
     index: int
     label: str
-    kind: str  # action | spike | wait | probe | clear-faults
+    kind: str  # action | spike | offline | wait | probe | clear-faults
     model: Any
     action: Action | None = None
     reverts: bool = False  # undone at the end of its own duration (faults, failures, switches)
@@ -165,6 +170,10 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
         return LinkFault(spec, duration_s=step.duration)
     if isinstance(step, LinkDownStep):
         return LinkFault(plan_link_down(inv, step.link), duration_s=step.duration)
+    if isinstance(step, LimitStep):
+        return LimitRegion(inv, step.region, step.limit, duration_s=step.duration)
+    if isinstance(step, CrashStep):
+        return CrashComponent(inv, step.service, duration_s=step.duration)
     return None
 
 
@@ -194,6 +203,27 @@ def _resolve_step(inv: Inventory, step: Any, index: int, base_rate: float) -> Re
             duration_s=step.duration,
             background=step.background,
             plan=[PlanStep("probe sender", change, "stop conditions and the SLO watch", f"back to {base_rate:g}/s")],
+        )
+    if isinstance(step, OfflineStep):
+        who = f"{step.devices} of the probe devices" + (f" of {step.region}" if step.region else "")
+        if step.region is not None and step.region not in inv.regions:
+            raise UsageError(f"unknown region {step.region!r}; valid: {', '.join(inv.regions)}")
+        how = "lose their connection" if step.mode == "drop" else "leave (close frame)"
+        return ResolvedStep(
+            index,
+            label,
+            "offline",
+            step,
+            duration_s=step.duration,
+            background=step.background,
+            plan=[
+                PlanStep(
+                    "probe devices",
+                    f"{who} {how} and stay offline for {format_duration(step.duration)}, then come back",
+                    "messages sent meanwhile arrive after they are back, exactly once (the ledger's offline class)",
+                    "they come back by themselves",
+                )
+            ],
         )
     if isinstance(step, ClearFaultsStep):
         what = f"link {step.link}" if step.link else "every link"
@@ -243,6 +273,13 @@ def resolve(inv: Inventory, loaded: Loaded) -> Resolved:
     ]
     problems += _check_names(inv, loaded)
     problems += _check_blast_radius(inv, loaded)
+    if exp.probe.devices > MAX_DEVICES_PER_PROCESS and any(isinstance(st, OfflineStep) for st in exp.method):
+        problems.append(
+            loaded.problem(
+                ("probe", "devices"),
+                f"offline steps need every probe device in one process: at most {MAX_DEVICES_PER_PROCESS}",
+            )
+        )
     for i, step in enumerate(exp.method):
         if (
             getattr(step, "background", False)
@@ -281,6 +318,13 @@ def _check_names(inv: Inventory, loaded: Loaded) -> list[Problem]:
                     (*loc, "service"), f"unknown service {check.service!r}; valid: " + ", ".join(sorted(inv.services))
                 )
             )
+        if isinstance(check, MetricCheck) and check.delta and loc[0] == "steady_state":
+            out.append(
+                loaded.problem(
+                    (*loc, "delta"),
+                    "delta (the increase while the method ran) only applies to method probes and stop conditions",
+                )
+            )
         status = getattr(check, "status", None)
         if status is not None and status.split(".")[0] not in STATUS_ROOTS:
             out.append(
@@ -312,6 +356,14 @@ def _scope(inv: Inventory, step: Any) -> tuple[set[str], set[str]]:
             if kind
             else next((s for s in inv.services.values() if s.kind.value == "access"), None)
         )
+        if svc is not None and svc.idc:
+            idcs.add(svc.idc)
+    elif isinstance(step, LimitStep):
+        regions.add(step.region)
+    elif isinstance(step, CrashStep):
+        svc = inv.services.get(step.service)
+        if svc is not None and svc.region:
+            regions.add(svc.region)
         if svc is not None and svc.idc:
             idcs.add(svc.idc)
     elif isinstance(step, FaultStep | LinkDownStep):

@@ -109,9 +109,10 @@ class Watch:
             self._update(state, result, now)
         if self.blast.devices < 100:
             snap = self.measurer.probe.snapshot()
-            offline = round(100.0 * (snap.devices - snap.online) / max(1, snap.devices), 2)
+            present = max(1, snap.devices - snap.away)  # devices taken offline on purpose do not count
+            offline = round(100.0 * (present - snap.online) / present, 2)
             ok = offline <= self.blast.devices
-            detail = f"{snap.devices - snap.online} of {snap.devices} devices offline ({offline:g}%)"
+            detail = f"{present - snap.online} of {present} devices offline ({offline:g}%)"
             self._update(
                 self.states[-1],
                 CheckResult(self.states[-1].name, "delivery", self.states[-1].tolerance, offline, ok, detail, now),
@@ -158,9 +159,12 @@ class Timeline:
         last_conn = 0.0
         lag = 0.0
         self.data.setdefault("loop_lag_max_ms", 0.0)
+        rig = self.data.setdefault("rig", [])
         while True:
             now = time.time()
             self.record_seconds(now)
+            samples = self.measurer.probe.rig.samples
+            rig.extend(s.to_json() for s in samples[len(rig) :])
             if now - last_conn >= 1.0:
                 last_conn = now
                 snap = self.measurer.probe.snapshot()
@@ -207,6 +211,9 @@ class Timeline:
     def finish(self, summary: LedgerSummary, cutoff: float) -> None:
         """After the probe stopped: the remaining seconds, and exact counts for every second."""
         self.record_seconds(cutoff, upto=len(summary.per_second) - 1)
+        rig = self.data.setdefault("rig", [])
+        samples = self.measurer.probe.rig.samples
+        rig.extend(s.to_json() for s in samples[len(rig) :])
         for sec in summary.per_second:
             row = self.rows.get(sec.t)
             if row is not None:

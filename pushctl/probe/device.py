@@ -35,7 +35,7 @@ from pushctl.contract import frames
 from pushctl.contract.api import Endpoint, Endpoints
 from pushctl.probe._tasks import cancel_and_wait
 
-Cause = Literal["initial", "order", "lost", "rebalance"]
+Cause = Literal["initial", "order", "lost", "rebalance", "return"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class ReconnectEvent:
     from_region: str | None
     to_region: str | None
     attempts: int
+    planned_at: float | None = None  # a reconnect order's slot: when the platform told the device to move
 
     @property
     def duration(self) -> float | None:
@@ -183,6 +184,8 @@ class Dispatcher:
 
     Requests are gated to `concurrency` at a time: a reconnect storm of thousands of devices queues
     here (cheaply, in order) instead of in the HTTP pool. An empty answer means "ask failed".
+    Every answer is kept in `answers` (when, which regions in order): a drain is only as good as the
+    dispatcher leaving the drained region out of what it hands joining devices.
     """
 
     def __init__(self, config: DeviceConfig, http: httpx.AsyncClient, *, concurrency: int = 32) -> None:
@@ -193,6 +196,7 @@ class Dispatcher:
         self._gate = asyncio.Semaphore(concurrency)
         self.requests = 0
         self.failures = 0
+        self.answers: list[tuple[float, tuple[str, ...]]] = []
 
     async def endpoints(self, device: str, home: str) -> tuple[Endpoint, ...]:
         async with self._gate:
@@ -203,10 +207,12 @@ class Dispatcher:
                     timeout=self._timeout,
                 )  # fmt: skip
                 resp.raise_for_status()
-                return tuple(Endpoints.model_validate_json(resp.content).endpoints)
+                found = tuple(Endpoints.model_validate_json(resp.content).endpoints)
             except (httpx.HTTPError, ValidationError):
                 self.failures += 1
                 return ()
+            self.answers.append((time.time(), tuple(e.region for e in found)))
+            return found
 
 
 class Device:
@@ -232,18 +238,30 @@ class Device:
         self._token = frames.device_token(config.secret, device_id)
         self._seen: dict[str, None] = {}
         self._episode: tuple[Cause, float, str | None, int] | None = None  # cause, since, from, attempts
+        self._planned_at: float | None = None  # the slot of the reconnect order being followed
         self._last_region: str | None = None
         self._known: tuple[Endpoint, ...] = ()  # the IP set: the dispatcher's last answer
         self._closing: set[asyncio.Task[None]] = set()
+        self._current: _Link | None = None  # the connection being served
 
     @property
     def region(self) -> str | None:
         return self.stats.region
 
+    def drop(self) -> None:
+        """Lose the connection abruptly, as a phone entering a tunnel does (no close frame).
+
+        The caller then cancels `run()` to keep the device away; a new `run(cause="return")` brings
+        it back through the dispatcher, like a device that joins.
+        """
+        for link in (self._current,):
+            if link is not None and link.ws.transport is not None:
+                link.ws.transport.abort()
+
     # ---- the life of a device ------------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, cause: Cause = "initial") -> None:
         cfg = self.config
-        self._episode = ("initial", time.time(), None, 0)
+        self._episode = (cause, time.time(), self._last_region if cause != "initial" else None, 0)
         endpoints = await self._endpoints()
         idx, attempt = 0, 0
         handover: _Link | None = None
@@ -271,6 +289,7 @@ class Device:
             elif end.kind == "order":
                 assert end.order is not None  # noqa: S101 - an order end always carries its frame
                 self._episode = ("order", end.order_at, self._last_region, 0)
+                self._planned_at = end.order_at + max(0, end.order.after_ms) / 1000.0
                 if end.handover is not None:
                     handover = end.handover
                     continue
@@ -322,12 +341,15 @@ class Device:
     async def _live(self, link: _Link) -> _End:
         """Serve an authenticated connection until it ends; close it (aside when it was handed over)."""
         self._connected(link.ok.region or link.ep.region)
+        self._current = link
         end = _End("lost")
         try:
             end = await self._serve(link)
         except (OSError, TimeoutError, ConnectionClosed, ValueError):
             pass  # ValueError covers undecodable JSON and pydantic's ValidationError
         finally:
+            if self._current is link:
+                self._current = None
             self._disconnected()
             if end.handover is None:
                 await self._retire(link)
@@ -441,10 +463,11 @@ class Device:
         self._last_region = region
         if self._episode is not None:
             cause, since, origin, attempts = self._episode
-            event = ReconnectEvent(self.id, cause, since, now, origin, region, attempts)
+            event = ReconnectEvent(self.id, cause, since, now, origin, region, attempts, self._planned_at)
             self.stats.events.append(event)
             self._observer.reconnected(event)
             self._episode = None
+            self._planned_at = None
         self._observer.connected(self.id, region)
 
     def _disconnected(self) -> None:

@@ -15,8 +15,10 @@ import asyncio
 import gc
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import httpx
 
@@ -88,6 +90,9 @@ class Fleet:
             Device(dev, home, config, self.dispatcher, self, rng=random.Random(self._rng.random()))  # noqa: S311
             for dev, home in devices
         ]
+        self._by_id = {d.id: d for d in self._devices}
+        self._task_of: dict[str, asyncio.Task[None]] = {}
+        self._returns: set[asyncio.TimerHandle] = set()
         for dev, home in devices:
             ledger.register(dev, home)
         self._connect_rate = connect_rate
@@ -114,6 +119,9 @@ class Fleet:
 
     async def stop(self) -> None:
         """Take every device away (idempotent)."""
+        for handle in self._returns:
+            handle.cancel()
+        self._returns.clear()
         tasks = [t for t in (self._ramp, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -133,9 +141,7 @@ class Fleet:
         for i, device in enumerate(self._devices):
             if i and i % per_step == 0:
                 await asyncio.sleep(step)
-            task = asyncio.create_task(device.run(), name=f"device-{device.id}")
-            task.add_done_callback(self._device_done)
-            self._tasks.append(task)
+            self._launch(device, "initial")
         if len(self._devices) >= FREEZE_FROM_DEVICES and await self.wait_connected(FREEZE_WAIT_S):
             self._freeze()
 
@@ -149,6 +155,49 @@ class Fleet:
         """
         gc.freeze()
         self._thresholds = defer_full_collections()
+
+    def _launch(self, device: Device, cause: Literal["initial", "return"]) -> None:
+        task = asyncio.create_task(device.run(cause), name=f"device-{device.id}")
+        task.add_done_callback(self._device_done)
+        self._tasks.append(task)
+        self._task_of[device.id] = task
+
+    # ---- devices away on purpose ----------------------------------------------------------------
+    def take_offline(self, devices: Sequence[str], duration: float, *, mode: Literal["drop", "close"]) -> None:
+        """Take `devices` off the platform for `duration` seconds, then bring them back.
+
+        `drop` loses the connection abruptly (no close frame: a phone in a tunnel), `close` leaves
+        politely (a close frame: the app sent to the background). Away, a device does not reconnect;
+        back, it asks the dispatcher like a device that joins. Messages sent meanwhile must reach it
+        after it is back, from the platform's offline queue (the ledger's offline class).
+        """
+        now = time.time()
+        loop = asyncio.get_running_loop()
+        for dev in devices:
+            device = self._by_id[dev]
+            task = self._task_of.get(dev)
+            if task is None or task.done() or self.ledger.is_away(dev):
+                continue
+            self.ledger.away(dev, now, now + duration)
+            if mode == "drop":
+                device.drop()
+            task.cancel()
+        handle = loop.call_later(duration, self._bring_back, list(devices))
+        self._returns.add(handle)
+
+    def _bring_back(self, devices: list[str]) -> None:
+        for dev in devices:
+            task = self._task_of.get(dev)
+            if task is not None and task.done() and self.ledger.is_away(dev):
+                self._launch(self._by_id[dev], "return")
+
+    @property
+    def away(self) -> int:
+        """Devices taken offline on purpose and not connected again yet."""
+        return sum(1 for dev in self._by_id if self.ledger.is_away(dev))
+
+    def device(self, dev: str) -> Device:
+        return self._by_id[dev]
 
     def _device_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -193,6 +242,8 @@ class Fleet:
         self.ledger.delivered(msg_id, device, at, app=app)
 
     def connected(self, device: str, region: str) -> None:
+        if self.ledger.is_away(device):
+            self.ledger.returned(device, time.time())
         self.connected_by_region[region] += 1
         regions = self.seen.setdefault(device, set())
         if region not in regions:

@@ -1,7 +1,9 @@
 """The delivery ledger: exact accounting of every (message id, device) the sender expects delivered.
 
-Pure: no clock, no I/O. The sender records what it sent (`sent`), devices record what arrived
-(`delivered`), and `summary(cutoff=...)` classifies every expected delivery:
+Pure: no clock, no I/O. The sender records what it sent (`sent`) and what the platform visibly
+refused (`rejected`), devices record what arrived (`delivered`), the probe records when a device
+went away on purpose and came back (`away`, `returned`), and `summary(cutoff=...)` classifies
+every expected delivery:
 
 - on_time: first delivered within `deadline` seconds of its send time;
 - late: first delivered after the deadline, but by `cutoff` (end of sending + grace);
@@ -9,7 +11,14 @@ Pure: no clock, no I/O. The sender records what it sent (`sent`), devices record
 - raw_duplicates: frames beyond the first for the same (id, device), before the device de-duplicates;
 - duplicates: deliveries the device's de-duplication let through twice (an application-visible bug).
 
-A group push to N devices counts as N expected deliveries. Ledgers merge exactly (`merge`): a sharded
+The SLO counts messages to online devices. A message sent to a device that was away on purpose
+(the probe took it offline) is in the `offline` class: its clock starts when the device is back,
+so it is on time when it arrives within `deadline` of the return (the platform's offline queue at
+work), and lost when it never does. Messages the platform refused with an answer are `rejected`
+(visible, so not lost); deliveries of ids nobody sent to that device are `unexpected`.
+
+A group push to N devices counts as N expected deliveries; `by_kind` splits single pushes, group
+pushes to a device list and group pushes to a region. Ledgers merge exactly (`merge`): a sharded
 prober keeps one partial ledger per worker and the sum of the parts is the ledger of the whole.
 
     ledger = Ledger(deadline=1.0)
@@ -25,11 +34,13 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 UNKNOWN_REGION = "unknown"
 WORST_SECONDS = 5
 _LIVE_LATENCIES = 20_000
+KINDS = ("single", "group", "region-group")
+Kind = Literal["single", "group", "region-group"]
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -71,7 +82,7 @@ class Latency:
 
 @dataclass(frozen=True)
 class Counts:
-    """Counters over a set of expected deliveries (the whole run, or one region)."""
+    """Counters over a set of expected deliveries (the whole run, or one region, kind or class)."""
 
     sent: int = 0
     on_time: int = 0
@@ -118,11 +129,20 @@ class Second:
 
 @dataclass(frozen=True)
 class LedgerSummary(Counts):
-    """The classified run. `to_json()` is the documented machine output of `probe run --json`."""
+    """The classified run. `to_json()` is the documented machine output of `probe run --json`.
 
+    The top-level counts are every expected delivery (online and offline class); `online` is the
+    SLO's population (devices online when the message was sent), `offline` the rest.
+    """
+
+    online: Counts = field(default_factory=Counts)
+    offline: Counts = field(default_factory=Counts)
     by_region: dict[str, Counts] = field(default_factory=dict)
+    by_kind: dict[str, Counts] = field(default_factory=dict)
     per_second: tuple[Second, ...] = ()
-    unexpected: int = 0  # deliveries of ids nobody sent to that device (not part of the JSON)
+    unexpected: int = 0  # frames of ids nobody sent to that device (or that the platform had refused)
+    rejected: int = 0  # expected deliveries of pushes the platform refused with an answer (not lost)
+    pending: int = 0  # offline-class deliveries not due yet at the cutoff (the device came back just now)
     deadline_s: float = 1.0
 
     @property
@@ -134,6 +154,12 @@ class LedgerSummary(Counts):
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
+        out["unexpected"] = self.unexpected
+        out["rejected"] = self.rejected
+        out["pending"] = self.pending
+        out["online"] = self.online.to_json()
+        out["offline"] = self.offline.to_json()
+        out["by_kind"] = {name: c.to_json() for name, c in self.by_kind.items()}
         out["by_region"] = {name: c.to_json() for name, c in sorted(self.by_region.items())}
         out["per_second"] = [s.to_json() for s in self.per_second]
         out["worst_seconds"] = [{**s.to_json(), "delivery_rate": s.delivery_rate} for s in self.worst_seconds]
@@ -177,6 +203,7 @@ class Sent:
     at: float
     devices: frozenset[str]
     open: bool = False  # a region group push: whichever probe device receives it was a target too
+    kind: str = "single"
 
 
 @dataclass(slots=True)
@@ -184,6 +211,20 @@ class Delivery:
     first_at: float
     raw: int = 1  # frames received for this (id, device)
     app: int = 1  # of which the device's de-duplication passed on to the application
+
+
+@dataclass(slots=True)
+class Away:
+    """A device taken offline on purpose: from `start` until it is connected again (`back_at`)."""
+
+    start: float
+    planned_end: float
+    back_at: float | None = None
+
+    @property
+    def end(self) -> float:
+        """When the device's clock restarts: its return, else when it should have returned."""
+        return self.back_at if self.back_at is not None else self.planned_end
 
 
 class Ledger:
@@ -197,6 +238,8 @@ class Ledger:
         self.homes: dict[str, str] = {}
         self._sent: dict[str, Sent] = {}
         self._deliveries: dict[tuple[str, str], Delivery] = {}
+        self._away: dict[str, list[Away]] = {}
+        self._rejected: set[str] = set()
         # live counters, kept incrementally (the summary recomputes everything from the records)
         self._live: dict[int, list[int]] = {}  # second -> [sent, on_time, late]
         self._expected = self._delivered = self._on_time = self._late = 0
@@ -208,15 +251,15 @@ class Ledger:
         """Declare a probe device and its home region (the region its counters are filed under)."""
         self.homes[device] = home
 
-    def sent(self, msg_id: str, at: float, devices: Iterable[str], *, open: bool = False) -> None:
+    def sent(self, msg_id: str, at: float, devices: Iterable[str], *, open: bool = False, kind: str = "single") -> None:
         """The sender sent `msg_id` at `at` (epoch seconds) to each of `devices`."""
         targets = frozenset(devices)
         old = self._sent.get(msg_id)
         if old is not None:
             targets = targets - old.devices
-            record = Sent(min(old.at, at), old.devices | targets, old.open or open)
+            record = Sent(min(old.at, at), old.devices | targets, old.open or open, old.kind)
         else:
-            record = Sent(at, targets, open)
+            record = Sent(at, targets, open, kind)
         self._sent[msg_id] = record
         if self.t0 is None:
             self.t0 = at
@@ -226,9 +269,27 @@ class Ledger:
             if found is not None:
                 self._live_first(record, found.first_at, +1)
 
+    def rejected(self, msg_id: str) -> None:
+        """The platform answered that it did not take `msg_id` (visibly refused: not a loss)."""
+        self._rejected.add(msg_id)
+
     def delivered(self, msg_id: str, device: str, at: float, *, app: bool = True) -> None:
         """A push frame for `msg_id` reached `device` at `at`; `app` if de-duplication passed it on."""
         self._add(msg_id, device, at, 1, 1 if app else 0)
+
+    def away(self, device: str, start: float, planned_end: float) -> None:
+        """The probe took `device` offline on purpose at `start`, to come back at `planned_end`."""
+        self._away.setdefault(device, []).append(Away(start, planned_end))
+
+    def returned(self, device: str, at: float) -> None:
+        """`device` is connected again after being away on purpose (no-op when it was not away)."""
+        spans = self._away.get(device)
+        if spans and spans[-1].back_at is None and at >= spans[-1].start:
+            spans[-1].back_at = at
+
+    def is_away(self, device: str) -> bool:
+        spans = self._away.get(device)
+        return bool(spans) and spans[-1].back_at is None  # type: ignore[index]
 
     def merge(self, other: Ledger) -> None:
         """Add another (partial) ledger into this one; merging shards is exact and order-free."""
@@ -236,7 +297,19 @@ class Ledger:
         if other.t0 is not None and (self.t0 is None or other.t0 < self.t0):
             self.t0 = other.t0
         for msg_id, rec in other._sent.items():
-            self.sent(msg_id, rec.at, rec.devices, open=rec.open)
+            self.sent(msg_id, rec.at, rec.devices, open=rec.open, kind=rec.kind)
+        self._rejected |= other._rejected
+        for device, spans in other._away.items():
+            mine = self._away.setdefault(device, [])
+            known = {(s.start, s.planned_end) for s in mine}
+            for span in spans:
+                if (span.start, span.planned_end) not in known:
+                    mine.append(Away(span.start, span.planned_end, span.back_at))
+                else:
+                    for s in mine:
+                        if (s.start, s.planned_end) == (span.start, span.planned_end) and s.back_at is None:
+                            s.back_at = span.back_at
+            mine.sort(key=lambda s: s.start)
         for (msg_id, device), d in other._deliveries.items():
             self._add(msg_id, device, d.first_at, d.raw, d.app)
 
@@ -254,48 +327,75 @@ class Ledger:
             "deadline": self.deadline,
             "t0": self.t0,
             "homes": self.homes,
-            "sent": [[i, s.at, sorted(s.devices), s.open] for i, s in self._sent.items()],
+            "sent": [[i, s.at, sorted(s.devices), s.open, s.kind] for i, s in self._sent.items()],
             "deliveries": [[i, dev, d.first_at, d.raw, d.app] for (i, dev), d in self._deliveries.items()],
+            "rejected": sorted(self._rejected),
+            "away": [[dev, s.start, s.planned_end, s.back_at] for dev, spans in self._away.items() for s in spans],
         }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Ledger:
         ledger = cls(deadline=float(data["deadline"]), t0=data.get("t0"))
         ledger.homes.update(data.get("homes", {}))
-        for msg_id, at, devices, is_open in data.get("sent", []):
-            ledger.sent(str(msg_id), float(at), devices, open=bool(is_open))
+        for row in data.get("sent", []):
+            msg_id, at, devices, is_open = row[:4]
+            kind = str(row[4]) if len(row) > 4 else "single"
+            ledger.sent(str(msg_id), float(at), devices, open=bool(is_open), kind=kind)
         for msg_id, device, first_at, raw, app in data.get("deliveries", []):
             ledger._add(str(msg_id), str(device), float(first_at), int(raw), int(app))
+        ledger._rejected.update(str(i) for i in data.get("rejected", []))
+        for device, start, planned_end, back_at in data.get("away", []):
+            ledger._away.setdefault(str(device), []).append(
+                Away(float(start), float(planned_end), None if back_at is None else float(back_at))
+            )
         return ledger
 
     # ---- exact classification ----------------------------------------------------------------
     def summary(
-        self, *, cutoff: float = math.inf, since: float | None = None, until: float | None = None
+        self,
+        *,
+        cutoff: float = math.inf,
+        since: float | None = None,
+        until: float | None = None,
+        final: bool = False,
     ) -> LedgerSummary:
         """Classify every expected delivery of messages sent in [since, until).
 
         `cutoff` is the end of the run plus the grace period: anything not delivered by then is lost.
+        An offline-class delivery whose device came back less than a deadline before `cutoff` is
+        `pending` (not counted yet), unless `final`: the run is over, and what did not arrive is lost.
         """
         t0 = self.t0 if self.t0 is not None else 0.0
         receivers = self._open_receivers()
-        total = _Acc()
+        total, online, offline = _Acc(), _Acc(), _Acc()
         regions: dict[str, _Acc] = {}
+        kinds: dict[str, _Acc] = {}
         seconds: dict[int, list[int]] = {}
+        rejected = pending = 0
         for msg_id, rec in self._sent.items():
             if (since is not None and rec.at < since) or (until is not None and rec.at >= until):
                 continue
             targets = rec.devices | receivers.get(msg_id, frozenset())
+            if msg_id in self._rejected:
+                rejected += len(rec.devices)
+                continue
             second = seconds.setdefault(max(0, math.floor(rec.at - t0)), [0, 0, 0, 0])
+            kind = kinds.setdefault(rec.kind, _Acc())
             for device in targets:
-                region = regions.setdefault(self.homes.get(device, UNKNOWN_REGION), _Acc())
+                start = self._clock_start(device, rec.at)
                 d = self._deliveries.get((msg_id, device))
                 if d is None or d.first_at > cutoff:
+                    if start > rec.at and start + self.deadline > cutoff and not final:
+                        pending += 1
+                        continue
                     outcome, latency, dups, raw_dups = 3, None, 0, 0
                 else:
-                    latency = max(0.0, d.first_at - rec.at)
+                    latency = max(0.0, d.first_at - (start if d.first_at >= start else rec.at))
                     outcome = 1 if latency <= self.deadline else 2
                     dups, raw_dups = max(0, d.app - 1), max(0, d.raw - 1)
-                for acc in (total, region):
+                region = regions.setdefault(self.homes.get(device, UNKNOWN_REGION), _Acc())
+                cls = offline if start > rec.at else online
+                for acc in (total, cls, region, kind):
                     acc.add(outcome, latency, dups, raw_dups)
                 second[0] += 1
                 second[outcome] += 1
@@ -309,11 +409,25 @@ class Ledger:
             duplicates=base.duplicates,
             raw_duplicates=base.raw_duplicates,
             latency_ms=base.latency_ms,
+            online=online.counts(),
+            offline=offline.counts(),
             by_region={name: acc.counts() for name, acc in regions.items()},
+            by_kind={name: kinds[name].counts() for name in sorted(kinds, key=_kind_order)},
             per_second=per_second,
-            unexpected=self._unexpected(receivers),
+            unexpected=self._unexpected(receivers, since, until),
+            rejected=rejected,
+            pending=pending,
             deadline_s=self.deadline,
         )
+
+    def _clock_start(self, device: str, at: float) -> float:
+        """When a message sent at `at` to `device` could first be delivered: `at`, or the device's
+        return when it was away on purpose (or leaving: a message sent less than a deadline before
+        the device went away could not be acked on time either)."""
+        for span in self._away.get(device, ()):
+            if span.start - self.deadline <= at < span.end:
+                return max(at, span.end)
+        return at
 
     def _open_receivers(self) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {}
@@ -323,11 +437,20 @@ class Ledger:
                 found.setdefault(msg_id, set()).add(device)
         return {k: frozenset(v) for k, v in found.items()}
 
-    def _unexpected(self, receivers: Mapping[str, frozenset[str]]) -> int:
+    def _unexpected(self, receivers: Mapping[str, frozenset[str]], since: float | None, until: float | None) -> int:
         count = 0
         for (msg_id, device), d in self._deliveries.items():
             rec = self._sent.get(msg_id)
-            if rec is None or (device not in rec.devices and device not in receivers.get(msg_id, ())):
+            if rec is not None and ((since is not None and rec.at < since) or (until is not None and rec.at >= until)):
+                continue
+            if rec is None and (since is not None or until is not None):
+                if (since is not None and d.first_at < since) or (until is not None and d.first_at >= until):
+                    continue
+            if (
+                rec is None
+                or msg_id in self._rejected
+                or (device not in rec.devices and device not in receivers.get(msg_id, ()))
+            ):
                 count += d.raw
         return count
 
@@ -405,6 +528,10 @@ class Ledger:
             bucket[2] += sign
         if sign > 0:
             self._latencies.append(latency)
+
+
+def _kind_order(kind: str) -> int:
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
 
 class _Acc:

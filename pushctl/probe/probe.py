@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import secrets
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -33,6 +34,7 @@ from pushctl.probe._tasks import cancel_and_wait
 from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent
 from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, MAX_DEVICES_PER_PROCESS, Fleet, device_ids, spread
 from pushctl.probe.ledger import Ledger, LedgerSummary, Progress, percentile
+from pushctl.probe.rig import RigMonitor
 from pushctl.probe.sender import Sender, SenderStats
 from pushctl.probe.shards import WorkerShard
 
@@ -46,6 +48,7 @@ class ProbeOptions:
     group_rate: float = 0.0  # group pushes per second
     group_size: int = 10
     group_target: Literal["devices", "region"] = "devices"
+    region_group_rate: float = 0.0  # group pushes to a whole region per second (beside group_rate)
     duration: float | None = 10.0  # seconds of sending; None: until stop()
     deadline: float = 1.0  # on time when first delivered within this many seconds
     grace: float = 5.0  # after sending stops, how long a message may still arrive (late, not lost)
@@ -55,19 +58,60 @@ class ProbeOptions:
     connect_rate: float = DEFAULT_CONNECT_RATE  # device connections started per second, in total
     connect_timeout: float | None = None  # None: scaled with the number of devices
     recheck_s: float = 10.0  # devices re-ask the dispatcher this often (to return home)
+    keepalive: float = 10.0  # devices ping this often and give a silent connection this long to answer
     seed: int | None = None
 
     def validate(self) -> None:
         if self.devices < 1:
             raise UsageError("--devices must be at least 1")
-        if self.rate < 0 or self.group_rate < 0 or self.rate + self.group_rate <= 0:
+        if self.rate < 0 or self.group_rate < 0 or self.region_group_rate < 0:
+            raise UsageError("--rate and --group-rate must be >= 0")
+        if self.rate + self.group_rate + self.region_group_rate <= 0:
             raise UsageError("nothing to send: --rate and --group-rate are both 0")
+        if not 0.1 <= self.keepalive <= 300:
+            raise UsageError("--keepalive must be between 0.1s and 300s")
         if self.group_size < 1:
             raise UsageError("--group-size must be at least 1")
         if self.deadline <= 0 or self.grace < 0:
             raise UsageError("--deadline must be > 0 and --grace >= 0")
         if self.workers is not None and self.workers < 0:
             raise UsageError("--workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How a drain's reconnections spread over time, in 100 ms buckets.
+
+    `planned` is when each ordered device was told to move (its order's slot: the platform's
+    spreading, whatever the rig does), `connected` when it had its new connection (the real storm).
+    """
+
+    orders: int
+    planned_span_s: float | None  # last slot - first slot
+    planned_peak_per_100ms: int
+    connected_span_s: float | None
+    connected_peak_per_100ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def spread_of(events: Sequence[ReconnectEvent]) -> Spread:
+    """The spread of the order-caused reconnections among `events`."""
+    ordered = [e for e in events if e.cause == "order"]
+    planned = sorted(e.planned_at for e in ordered if e.planned_at is not None)
+    connected = sorted(e.connected_at for e in ordered if e.connected_at is not None)
+
+    def peak(times: list[float]) -> int:
+        return max(Counter(math.floor(t * 10) for t in times).values(), default=0)
+
+    return Spread(
+        orders=len(ordered),
+        planned_span_s=round(planned[-1] - planned[0], 3) if planned else None,
+        planned_peak_per_100ms=peak(planned),
+        connected_span_s=round(connected[-1] - connected[0], 3) if connected else None,
+        connected_peak_per_100ms=peak(connected),
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +126,7 @@ class DrainStats:
     p99_s: float | None
     max_s: float | None
     offline: int  # devices without a connection right now
+    spread: Spread | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +142,7 @@ class ProbeSnapshot:
     sender: SenderStats
     reconnects: int
     targets: dict[str, str] = field(default_factory=dict)  # dispatcher / access URLs
+    away: int = 0  # devices offline on purpose (not counted as offline by the blast radius)
 
     @property
     def delivery_rate(self) -> float | None:
@@ -116,6 +162,9 @@ class _Backend(Protocol):
     def events(self) -> list[ReconnectEvent]: ...
     def seen_in(self, region: str) -> list[str]: ...
     def device_stats(self) -> list[DeviceStats]: ...
+    @property
+    def away(self) -> int: ...
+    def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]: ...
 
 
 class _Local:
@@ -153,6 +202,13 @@ class _Local:
 
     def device_stats(self) -> list[DeviceStats]:
         return self.fleet.stats()
+
+    @property
+    def away(self) -> int:
+        return self.fleet.away
+
+    def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]:
+        return list(self.fleet.dispatcher.answers)
 
 
 class _Sharded:
@@ -200,6 +256,13 @@ class _Sharded:
     def device_stats(self) -> list[DeviceStats]:
         return list(self._stats)
 
+    @property
+    def away(self) -> int:
+        return 0  # only a local fleet takes devices offline
+
+    def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]:
+        return []  # workers do not report them (experiments that read them run one process)
+
 
 # ---- where the probe finds the platform ---------------------------------------------------------
 def dispatcher_url(inv: Inventory) -> str:
@@ -233,13 +296,17 @@ def fallback_endpoints(inv: Inventory) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def device_config(inv: Inventory, *, reconnect: bool = True, recheck_s: float = 10.0) -> DeviceConfig:
+def device_config(
+    inv: Inventory, *, reconnect: bool = True, recheck_s: float = 10.0, keepalive: float = 10.0
+) -> DeviceConfig:
     return DeviceConfig(
         dispatcher_url=dispatcher_url(inv),
         secret=inv.token,
         fallback=fallback_endpoints(inv),
         reconnect=reconnect,
         recheck_s=recheck_s,
+        ping_interval=keepalive,
+        ping_timeout=keepalive,
     )
 
 
@@ -282,7 +349,9 @@ class Probe:
         self.run_id = secrets.token_hex(3)
         self.ledger = Ledger(deadline=options.deadline)
         self.phase: Phase = "idle"
-        self.config = config or device_config(inventory, reconnect=options.reconnect, recheck_s=options.recheck_s)
+        self.config = config or device_config(
+            inventory, reconnect=options.reconnect, recheck_s=options.recheck_s, keepalive=options.keepalive
+        )
         self.access_url = access_url(inventory)
         self._token = inventory.token
         counts = spread(options.devices, region_weights(inventory, options.regions))
@@ -297,6 +366,8 @@ class Probe:
         self._summary: LedgerSummary | None = None
         self._closing: asyncio.Future[None] | None = None
         self._cutoff = math.inf
+        self.rig = RigMonitor()  # is the rig keeping up? (pushctl.probe.rig)
+        self._rig_task: asyncio.Task[None] | None = None
 
     def _make_backend(self, workers: int) -> _Backend:
         opts = self.options
@@ -335,6 +406,7 @@ class Probe:
             return
         opts = self.options
         self.phase = "connecting"
+        self._rig_task = asyncio.create_task(self.rig.run(), name="probe-rig")
         try:
             await self._backend.start()
             timeout = opts.connect_timeout or 10.0 + 1.5 * opts.devices / opts.connect_rate
@@ -358,11 +430,13 @@ class Probe:
             group_rate=opts.group_rate,
             group_size=opts.group_size,
             group_target=opts.group_target,
+            region_group_rate=opts.region_group_rate,
             regions=self.regions,
             region_members=self._backend.seen_in,
             seed=opts.seed,
             http=self._http,
         )
+        self.rig.attach_sender(self._sender.delay_ms)
         self.phase = "sending"
         self._sending = asyncio.create_task(self._sender.run(opts.duration), name="probe-sender")
 
@@ -408,7 +482,7 @@ class Probe:
                 await self._wait_outstanding(self._cutoff)
         finally:
             await self.close()
-        self._summary = self.ledger.summary(cutoff=self._cutoff)
+        self._summary = self.ledger.summary(cutoff=self._cutoff, final=True)
         return self._summary
 
     async def _wait_outstanding(self, cutoff: float) -> None:
@@ -441,6 +515,8 @@ class Probe:
         await asyncio.shield(self._closing)
 
     async def _close_routine(self) -> None:
+        if self._rig_task is not None:
+            self._rig_task.cancel()
         try:
             if self._sending is not None and not self._sending.done():
                 assert self._sender is not None  # noqa: S101 - set together with _sending
@@ -477,11 +553,12 @@ class Probe:
             sender=replace(self._sender.stats) if self._sender is not None else SenderStats(),
             reconnects=sum(1 for e in self._backend.events() if e.cause != "initial"),
             targets={"dispatcher": self.config.dispatcher_url, "access": self.access_url},
+            away=self._backend.away,
         )
 
     def summary(self, *, since: float | None = None, until: float | None = None) -> LedgerSummary:
         """The exact summary of messages sent in [since, until) (epoch seconds), e.g. while a fault was on."""
-        return self.ledger.summary(cutoff=self._cutoff, since=since, until=until)
+        return self.ledger.summary(cutoff=self._cutoff, since=since, until=until, final=self._summary is not None)
 
     def reconnects(self, *, since: float | None = None) -> list[ReconnectEvent]:
         """Completed reconnections (every device), optionally only those that started at or after `since`."""
@@ -501,7 +578,53 @@ class Probe:
             p99_s=percentile(durations, 99),
             max_s=durations[-1] if durations else None,
             offline=self._backend.size - sum(self._backend.connected.values()),
+            spread=spread_of(events),
         )
+
+    # ---- devices away on purpose, what the dispatcher said -----------------------------------
+    def take_offline(
+        self,
+        count: int,
+        *,
+        duration: float,
+        region: str | None = None,
+        mode: Literal["drop", "close"] = "drop",
+        rng: random.Random | None = None,
+    ) -> list[str]:
+        """Take `count` connected devices (of home `region`, or any) offline for `duration`, then back.
+
+        Returns the devices taken. Their messages meanwhile are the ledger's offline class.
+        """
+        fleet = self._local_fleet("taking devices offline")
+        if region is not None and region not in self.regions:
+            raise UsageError(f"no probe device has home region {region!r}; homes: {', '.join(self.regions)}")
+        online = [
+            dev for dev, home in self.devices
+            if (region is None or home == region) and fleet.device(dev).region is not None
+            and not self.ledger.is_away(dev)
+        ]  # fmt: skip
+        chosen = (rng or random.Random()).sample(online, min(count, len(online)))  # noqa: S311 - picking devices
+        fleet.take_offline(chosen, duration, mode=mode)
+        return chosen
+
+    @property
+    def away(self) -> int:
+        """Devices offline on purpose right now."""
+        return self._backend.away
+
+    def dispatcher_answers(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[tuple[float, tuple[str, ...]]]:
+        """What the dispatcher answered probe devices in [since, until): (when, regions in order)."""
+        answers = self._backend.dispatcher_answers()
+        return [a for a in answers if (since is None or a[0] >= since) and (until is None or a[0] < until)]
+
+    def _local_fleet(self, what: str) -> Fleet:
+        if not isinstance(self._backend, _Local):
+            raise UsageError(
+                f"{what} needs every probe device in one process (at most {MAX_DEVICES_PER_PROCESS} devices)"
+            )
+        return self._backend.fleet
 
     def device_stats(self) -> list[DeviceStats]:
         """Per-device counters and reconnection history (complete once stopped)."""

@@ -195,8 +195,15 @@ class AccessTier(PushService):
         ok_last = await self.direct.submit(last_try) if last_try else []
         n_dir = sum(ok_direct) + sum(ok_last)
         n_buf = sum(ok_buffer)
+        taken = {p.id for p, ok in zip(direct, ok_direct, strict=True) if ok}
+        taken |= {p.id for p, ok in zip(to_buffer, ok_buffer, strict=True) if ok}
+        taken |= {p.id for p, ok in zip(last_try, ok_last, strict=True) if ok}
         result = AccessResult(
-            accepted=n_dir + n_buf, direct=n_dir, buffered=n_buf, rejected=len(pushes) - n_dir - n_buf
+            accepted=n_dir + n_buf,
+            direct=n_dir,
+            buffered=n_buf,
+            rejected=len(pushes) - n_dir - n_buf,
+            rejected_ids=[p.id for p in pushes if p.id not in taken],
         )
         self.m_seconds.observe(time.perf_counter() - started)
         return result

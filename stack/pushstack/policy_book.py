@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pushctl.contract.api import Connections, Policy, PolicyIn, PolicySet, RegionState
 
-NEAR_LIMIT = 0.95  # a region at 95 % of its connection limit is unhealthy
+NEAR_LIMIT = 0.95  # a region at 95 % of its connection limit is full: the dispatcher offers it last
 UNREACHABLE_AFTER_S = 2.0  # a broker silent this long is unhealthy
 RECOVER_AFTER_S = 3.0  # an auto drain is withdrawn after the region is healthy this long
 AUTO_SPREAD_S = 1.0  # a failed region is evacuated fast; operator drains choose their own spread
@@ -54,6 +54,7 @@ class RegionHealth:
     draining: bool = False
     healthy: bool = True
     reason: str = ""
+    reachable: bool = True  # False: broker or public network silent (what an auto drain is for)
 
 
 class PolicyBook:
@@ -155,7 +156,8 @@ class PolicyBook:
             h.connections, h.limit, h.draining = seen.count, seen.limit, seen.draining
         reason = ""
         silent = now - h.last_ok
-        if silent > self._unreachable_after:
+        h.reachable = silent <= self._unreachable_after
+        if not h.reachable:
             reason = f"broker unreachable for {silent:.1f}s"
         elif h.limit > 0 and h.connections >= self._near_limit * h.limit:
             reason = f"{h.connections}/{h.limit} connections (>= {self._near_limit:.0%} of the limit)"
@@ -167,11 +169,16 @@ class PolicyBook:
         return flipped
 
     def auto_step(self, *, now: float) -> list[str]:
-        """Drain unhealthy regions, withdraw auto drains of recovered ones; what was done."""
+        """Drain unreachable regions, withdraw auto drains of recovered ones; what was done.
+
+        A full region (at 95 % of its limit) is not drained: its broker refuses what it cannot
+        take and the dispatcher offers it last. Evacuating it would send every one of its devices
+        elsewhere at once, then bring them back to fill it again: a reconnect storm on a loop.
+        """
         done: list[str] = []
         for name, h in self.regions.items():
             policy = self.drain_of(name)
-            if not h.healthy and policy is None:
+            if not h.reachable and policy is None:
                 try:
                     self._check_not_last(name)
                 except PolicyConflict:

@@ -20,6 +20,7 @@ LIBRARY_FILES = sorted(LIBRARY.glob("*.yaml"))
 
 GOOD = """\
 title: good
+ledger: {duplicates: 0}
 steady_state:
   probes:
     - {measure: delivery_rate, tolerance: {min: 99.9}}
@@ -98,47 +99,68 @@ CASES = {
     "NotAMapping": ("- just\n- a list\n", 1, "", "YAML mapping"),
     "UnknownAction": (
         GOOD.replace("action: drain", "action: explode"),
-        6,
+        7,
         "method[0].action",
         "unknown action 'explode'",
     ),
-    "WrongType": (GOOD.replace("region: south", "region: [south]"), 7, "method[0].region", "valid string"),
+    "WrongType": (GOOD.replace("region: south", "region: [south]"), 8, "method[0].region", "valid string"),
     "MissingTolerance": (
         GOOD.replace(", tolerance: {min: 99.9}", ""),
-        4,
+        5,
         "steady_state.probes[0].tolerance",
         "required field missing",
     ),
-    "EmptyTolerance": (GOOD.replace("{min: 99.9}", "{}"), 4, "steady_state.probes[0].tolerance", "needs min, max"),
-    "UnknownField": (GOOD + "    colour: red\n", 8, "method[0].colour", "unknown field"),
-    "BadDuration": (GOOD + "    spread: soon\n", 8, "method[0].spread", "invalid duration"),
-    "UnknownStepKind": (GOOD + "  - sleep: 2s\n", 8, "method[1]", "a step names one of"),
+    "EmptyTolerance": (GOOD.replace("{min: 99.9}", "{}"), 5, "steady_state.probes[0].tolerance", "needs min, max"),
+    "UnknownField": (GOOD + "    colour: red\n", 9, "method[0].colour", "unknown field"),
+    "BadDuration": (GOOD + "    spread: soon\n", 9, "method[0].spread", "invalid duration"),
+    "UnknownStepKind": (GOOD + "  - sleep: 2s\n", 9, "method[1]", "a step names one of"),
     "UnknownMeasure": (
         GOOD.replace("delivery_rate", "happiness"),
-        4,
+        5,
         "steady_state.probes[0].measure",
         "Input should be",
     ),
-    "DuplicateKey": (GOOD + "title: again\n", 8, "title", "duplicate key"),
-    "UnknownRegion": (GOOD.replace("region: south", "region: mars"), 6, "method[0]", "unknown region 'mars'"),
+    "DuplicateKey": (GOOD + "title: again\n", 9, "title", "duplicate key"),
+    "UnknownRegion": (GOOD.replace("region: south", "region: mars"), 7, "method[0]", "unknown region 'mars'"),
     "ToxicOnUnknownLink": (
         GOOD.replace("action: drain\n    region: south", "action: fault\n    link: nowhere\n    toxic: latency"),
-        6,
+        7,
         "method[0]",
         "unknown link 'nowhere'",
     ),
-    "OutsideBlastRadius": (GOOD + "blast_radius: {regions: [north]}\n", 6, "method[0]", "outside blast_radius"),
+    "OutsideBlastRadius": (GOOD + "blast_radius: {regions: [north]}\n", 7, "method[0]", "outside blast_radius"),
     "BackgroundWithoutDuration": (
         GOOD + "  - {action: restore, region: south, background: true}\n",
-        8,
+        9,
         "method[1].background",
         "in the background",
+    ),
+    "MissingLedger": (
+        GOOD.replace("ledger: {duplicates: 0}\n", ""),
+        1,
+        "ledger",
+        "required field missing",
+    ),
+    "DeltaInSteadyState": (
+        GOOD.replace(
+            "{measure: delivery_rate, tolerance: {min: 99.9}}",
+            "{metric: pushstack_access_rejected_total, service: access, delta: true, tolerance: {max: 0}}",
+        ),
+        5,
+        "steady_state.probes[0].delta",
+        "only applies to method probes",
+    ),
+    "DispatcherOfferedWithoutRegion": (
+        GOOD.replace("measure: delivery_rate", "measure: dispatcher_offered"),
+        5,
+        "steady_state.probes[0].measure",
+        "needs the region",
     ),
     "UnknownService": (
         GOOD.replace(
             "{measure: delivery_rate, tolerance: {min: 99.9}}", "{metric: x_total, service: nope, tolerance: {max: 1}}"
         ),
-        4,
+        5,
         "steady_state.probes[0].service",
         "unknown service",
     ),
@@ -171,7 +193,7 @@ def test_cli_exits_2_with_file_line_and_path_and_no_traceback(
     write(tmp_path, GOOD, "fine.yaml")
     code, out, err = cli(monkeypatch, "experiment", command, str(tmp_path))
     assert code == 2, err
-    assert f"{bad}:4: steady_state.probes[0].tolerance: required field missing" in err.replace("\n", "")
+    assert f"{bad}:5: steady_state.probes[0].tolerance: required field missing" in err.replace("\n", "")
     assert "Traceback" not in err + out
     assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1
 
@@ -181,13 +203,13 @@ def test_validate_json_lists_problems(tmp_path: Path, monkeypatch: pytest.Monkey
     code, out, _ = cli(monkeypatch, "experiment", "validate", str(tmp_path), "--json")
     assert code == 2
     data = json.loads(out)
-    assert data["problems"][0]["path"] == "method[0].action" and data["problems"][0]["line"] == 6
+    assert data["problems"][0]["path"] == "method[0].action" and data["problems"][0]["line"] == 7
 
 
 def test_validate_and_plan_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = cli(monkeypatch, "experiment", "validate", str(LIBRARY))
     assert code == 0, err
-    assert "8 experiment files valid" in out
+    assert f"{len(LIBRARY_FILES)} experiment files valid" in out
     code, out, err = cli(monkeypatch, "experiment", "plan", str(LIBRARY / "redis-outage.yaml"), "--json")
     assert code == 0, err
     (plan,) = json.loads(out)

@@ -62,6 +62,7 @@ def journal(**changes: Any) -> dict[str, Any]:
             "before": {"met": True, "checks": [check("delivery_rate >= 99.9", True, 100.0)]},
             "during": {"met": True, "checks": [check("lost <= 0", True, 0)]},
             "after": {"met": True, "checks": [check("delivery_rate >= 99.9", True, 100.0)]},
+            "run": {"met": True, "checks": [check("nothing lost over the whole run", True, 0)]},
         },
         "method": [
             {
@@ -109,16 +110,43 @@ def test_junit_has_a_testcase_per_check_and_stop_condition() -> None:
         "steady state before: delivery_rate >= 99.9",
         "steady state during the method: lost <= 0",
         "steady state after: delivery_rate >= 99.9",
+        "the whole run's ledger: nothing lost over the whole run",
         "stop condition: delivery collapsed",
         "method",
         "rollback",
     ]
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == (
-        "6",
+        "7",
         "0",
         "0",
         "0",
     )
+
+
+def test_junit_has_a_testcase_per_verified_claim_of_an_action() -> None:
+    run = journal(status="failed", exit_code=1, deviated=True)
+    run["method"][0]["checks"] = [
+        {"ok": True, "check": "the access tier switched to fallback storage (0.2s after the fault)"},
+        {"ok": False, "check": "storage still on the fallback 20s after rollback"},
+    ]
+    run["method"][0]["status"] = "deviated"
+    (suite,) = suites(junit_xml([run]))
+    claims = [c for c in suite.findall("testcase") if "verify" in (c.get("name") or "")]
+    assert len(claims) == 2
+    (failed,) = [c for c in claims if c.find("failure") is not None]
+    assert "still on the fallback" in (failed.find("failure").get("message") or "")  # type: ignore[union-attr]
+
+
+def test_an_inconclusive_run_skips_its_missed_timing_checks_with_the_rigs_reasons() -> None:
+    """Inconclusive is not failed (no failure element), and not passed either (skipped, with why)."""
+    run = journal(status="completed", exit_code=8, verdict="inconclusive",
+                  inconclusive=["the probe's event loop lagged 640 ms (limit 250 ms)"])  # fmt: skip
+    run["steady_states"]["during"]["checks"][0] = check("delivery_rate >= 99.9", False, 97.5)
+    (suite,) = suites(junit_xml([run]))
+    assert suite.find(".//failure") is None
+    (skipped,) = suite.findall(".//skipped")
+    assert "inconclusive" in (skipped.get("message") or "") and "640 ms" in (skipped.get("message") or "")
+    assert "97.5" in (skipped.get("message") or "")
 
 
 def test_junit_failures_carry_the_numbers() -> None:
@@ -132,7 +160,7 @@ def test_junit_failures_carry_the_numbers() -> None:
     assert "12.5" in failures["StopConditionFired"] and ">= 90" in failures["StopConditionFired"]
     assert suite.get("failures") == "2" and suite.get("skipped") == "1"  # `after` was never evaluated
     root = ET.fromstring(junit_xml([run, journal(title="second")]))  # noqa: S314
-    assert root.get("tests") == str(int(suite.get("tests", "0")) + 6)
+    assert root.get("tests") == str(int(suite.get("tests", "0")) + 7)
 
 
 def test_junit_reports_a_failed_rollback_and_an_interrupted_run() -> None:

@@ -228,7 +228,8 @@ def test_json_summary_has_exactly_the_documented_keys() -> None:
     doc = ledger.summary(cutoff=T0 + 10).to_json()
     assert list(doc) == [
         "sent", "on_time", "late", "lost", "duplicates", "raw_duplicates", "delivery_rate",
-        "latency_ms", "by_region", "per_second", "worst_seconds",
+        "latency_ms", "unexpected", "rejected", "pending", "online", "offline", "by_kind", "by_region",
+        "per_second", "worst_seconds",
     ]  # fmt: skip
     assert list(doc["latency_ms"]) == ["p50", "p95", "p99", "p999"]
     assert set(doc["by_region"]) == {"north", "south"}
@@ -266,6 +267,92 @@ def test_live_progress_agrees_with_summary_once_settled() -> None:
     p = ledger.progress(now=T0 + 100)
     assert (p.sent, p.on_time, p.late, p.overdue) == (s.sent, s.on_time, s.late, s.lost)
     assert p.delivery_rate == s.delivery_rate
+
+
+# ---- devices away on purpose, rejections, kinds ------------------------------------------------
+def test_a_device_away_on_purpose_gets_its_clock_restarted_at_its_return() -> None:
+    """Sent while the device was away: on time when delivered within the deadline of its return."""
+    ledger = make()
+    ledger.away("n0", T0 + 1, planned_end=T0 + 6)
+    ledger.sent("m1", T0 + 2, ["n0"])  # while away
+    ledger.sent("m2", T0 + 3, ["n0"])
+    ledger.returned("n0", T0 + 6.2)
+    ledger.delivered("m1", "n0", T0 + 6.4)  # 0.2 s after its return: on time
+    ledger.delivered("m2", "n0", T0 + 7.9)  # 1.7 s after: late
+    s = ledger.summary(cutoff=T0 + 20)
+    assert (s.offline.sent, s.offline.on_time, s.offline.late, s.offline.lost) == (2, 1, 1, 0)
+    assert (s.online.sent, s.sent, s.on_time) == (0, 2, 1)
+    assert s.offline.latency_ms.p50 == 200.0  # measured from the return
+
+
+def test_a_message_to_an_away_device_that_never_arrives_is_lost_once_the_run_is_over() -> None:
+    """The checker shown to fail: the offline queue dropped it."""
+    ledger = make()
+    ledger.away("n0", T0 + 1, planned_end=T0 + 3)
+    ledger.sent("m1", T0 + 2, ["n0"])
+    ledger.returned("n0", T0 + 3.1)
+    live = ledger.summary(cutoff=T0 + 3.5)  # a window read a moment after the return: not due yet
+    assert (live.pending, live.lost) == (1, 0)
+    final = ledger.summary(cutoff=T0 + 3.5, final=True)
+    assert (final.pending, final.lost, final.offline.lost) == (0, 1, 1)
+    assert ledger.summary(cutoff=T0 + 10).lost == 1  # due since T0 + 4.1
+
+
+def test_a_device_that_never_comes_back_has_its_messages_counted_from_its_planned_return() -> None:
+    ledger = make()
+    ledger.away("n0", T0 + 1, planned_end=T0 + 3)
+    ledger.sent("m1", T0 + 2, ["n0"])
+    assert ledger.summary(cutoff=T0 + 10).lost == 1  # nothing hides behind a return that never came
+
+
+def test_messages_sent_just_before_a_device_left_are_in_the_offline_class() -> None:
+    ledger = make()
+    ledger.sent("m0", T0 + 0.5, ["n0"])  # before the deadline window of the leaving: an online message
+    ledger.sent("m1", T0 + 4.5, ["n0"])  # less than a deadline before it left: could not be acked in time
+    ledger.away("n0", T0 + 5, planned_end=T0 + 7)
+    ledger.returned("n0", T0 + 7)
+    ledger.delivered("m0", "n0", T0 + 0.6)
+    ledger.delivered("m1", "n0", T0 + 7.3)
+    s = ledger.summary(cutoff=T0 + 20)
+    assert (s.online.sent, s.online.on_time, s.offline.sent, s.offline.on_time) == (1, 1, 1, 1)
+
+
+def test_rejected_pushes_are_visible_and_not_lost() -> None:
+    ledger = make()
+    ledger.sent("m1", T0, ["n0"])
+    ledger.sent("g1", T0, ["n1", "n2"], kind="group")
+    ledger.rejected("m1")
+    ledger.rejected("g1")
+    s = ledger.summary(cutoff=T0 + 10)
+    assert (s.sent, s.lost, s.rejected) == (0, 0, 3)
+    ledger.delivered("m1", "n0", T0 + 0.1)  # "rejected", then delivered anyway: the platform lied
+    assert ledger.summary(cutoff=T0 + 10).unexpected == 1
+
+
+def test_summary_splits_single_group_and_region_group_pushes() -> None:
+    ledger = make()
+    ledger.sent("m1", T0, ["n0"])
+    ledger.sent("g1", T0, ["n1", "s1"], kind="group")
+    ledger.sent("r1", T0, ["s2"], open=True, kind="region-group")
+    for msg, dev in (("m1", "n0"), ("g1", "n1"), ("r1", "s2"), ("r1", "s3")):
+        ledger.delivered(msg, dev, T0 + 0.1)
+    s = ledger.summary(cutoff=T0 + 10)
+    assert list(s.by_kind) == ["single", "group", "region-group"]
+    assert (s.by_kind["group"].sent, s.by_kind["group"].lost) == (2, 1)
+    assert (s.by_kind["region-group"].sent, s.by_kind["region-group"].on_time) == (2, 2)
+    assert s.to_json()["by_kind"]["single"]["on_time"] == 1
+
+
+def test_away_and_rejected_cross_the_wire_and_merge() -> None:
+    worker = make()
+    worker.away("n0", T0 + 1, planned_end=T0 + 3)
+    worker.sent("m1", T0 + 2, ["n0"], kind="group")
+    worker.rejected("m2")
+    worker.returned("n0", T0 + 3.5)
+    worker.delivered("m1", "n0", T0 + 3.6)
+    parent = make()
+    parent.merge(Ledger.from_wire(json.loads(json.dumps(worker.to_wire()))))
+    assert parent.summary(cutoff=T0 + 10).to_json() == worker.summary(cutoff=T0 + 10).to_json()
 
 
 def test_deadline_must_be_positive() -> None:

@@ -130,7 +130,7 @@ async def test_region_group_pushes_target_devices_seen_there() -> None:
     assert ledger.summary().sent == expected
 
 
-async def test_failed_requests_are_counted_and_their_messages_stay_expected() -> None:
+async def test_pushes_the_platform_answers_it_refused_are_rejected_not_lost() -> None:
     access = FakeAccess(status=503)
     ledger = Ledger()
     async with httpx.AsyncClient(transport=httpx.MockTransport(access)) as http:
@@ -138,7 +138,40 @@ async def test_failed_requests_are_counted_and_their_messages_stay_expected() ->
         await sender.run(duration=0.3)
     assert sender.stats.failed_requests == sender.stats.requests > 0
     summary = ledger.summary()
-    assert summary.sent == 30 and summary.lost == 30  # the app server sent them; nobody got them
+    assert (summary.sent, summary.lost, summary.rejected) == (0, 0, 30)  # visibly refused: no loss to hide
+
+
+async def test_pushes_whose_request_got_no_answer_stay_expected() -> None:
+    """No answer: the platform may have taken them, so they must still arrive (here: lost)."""
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    ledger = Ledger()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
+        sender = Sender("http://access", "tok", devices(), ledger, run_id="r", rate=100.0, seed=5, http=http)
+        await sender.run(duration=0.3)
+    assert sender.stats.failed_requests == sender.stats.requests > 0
+    summary = ledger.summary()
+    assert (summary.sent, summary.lost, summary.rejected) == (30, 30, 0)
+
+
+async def test_only_the_pushes_named_rejected_are_rejected() -> None:
+    def half(request: httpx.Request) -> httpx.Response:
+        ids = [m["id"] for m in json.loads(request.content)["messages"]]
+        gone = ids[::2]
+        n = len(ids)
+        body = {"accepted": n - len(gone), "direct": n - len(gone), "buffered": 0, "rejected": len(gone),
+                "rejected_ids": gone}  # fmt: skip
+        return httpx.Response(200, json=body)
+
+    ledger = Ledger()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(half)) as http:
+        sender = Sender("http://access", "tok", devices(), ledger, run_id="r", rate=100.0, seed=5, http=http)
+        await sender.run(duration=0.3)
+    summary = ledger.summary()
+    assert summary.rejected == sender.stats.rejected > 0
+    assert summary.sent + summary.rejected == 30 and summary.lost == summary.sent
 
 
 async def test_stop_ends_an_unbounded_sender() -> None:

@@ -117,6 +117,16 @@ def test_broker_at_95_percent_of_its_limit_is_unhealthy() -> None:
     assert (snap.healthy, snap.connections, snap.limit) == (False, 95, 100)
 
 
+def test_a_full_region_is_offered_last_but_never_drained() -> None:
+    """Draining a region for being full would evacuate it and refill it, over and over."""
+    b = book(now=0.0)
+    b.observe("south", seen(99, limit=100), now=6.0)
+    assert not b.regions["south"].healthy
+    assert b.auto_step(now=6.0) == []
+    assert b.policies == {}
+    assert not b.snapshot().regions["south"].healthy  # the dispatcher puts it last
+
+
 def test_auto_drains_an_unhealthy_region_and_withdraws_after_three_healthy_seconds() -> None:
     b = book(now=0.0)
     b.observe("south", None, now=3.0)
