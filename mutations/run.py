@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "mutations"
 LIBRARY = REPO / "experiments"
 NAME = "mutants"
-DEFAULT_SHIFT = 4000  # 17xxx -> 21xxx, 18xxx -> 22xxx: beside the reference stack and the tests' others
+DEFAULT_SHIFT = 6000  # 17xxx -> 23xxx, 18xxx -> 24xxx: beside the reference stack and the tests' other stacks
 EXIT_FAILED = 1
 
 
@@ -240,7 +240,7 @@ class Workbench:
         try:
             runs: list[dict[str, Any]] = json.loads(proc.stdout[proc.stdout.index("[") :])
         except ValueError:
-            raise RuntimeError(f"experiment run exited {proc.returncode} without a report: {proc.stderr[-2000:]}") from None
+            raise RuntimeError(f"experiment run exited {proc.returncode}, no report: {proc.stderr[-2000:]}") from None
         for run, name in zip(runs, files, strict=False):
             run["_file"] = name
         return runs
@@ -288,6 +288,7 @@ def judge(mutant: Mutant, runs: list[dict[str, Any]]) -> Outcome:
                 "exit_code": run.get("exit_code"),
                 "verdict": run.get("verdict"),
                 "failures": msgs,
+                "rollbacks_ok": all(r.get("ok") for r in run.get("rollbacks") or []),
                 "seconds": run.get("duration_s"),
             }
         )

@@ -707,7 +707,7 @@ class ExperimentRun:
                 )
                 ctx = ActionContext(self.inv, self.api, journal, self.settings.runtime, self.log, self.probe)
                 await rs.action.apply(ctx)
-                journal.set_status("held")
+                journal.set_status("held" if rs.action.drill else "completed")  # a restore is itself an undo
                 out["detail"] = "; ".join(ctx.notes) or "done"
         except (PushctlError, TimeoutError) as exc:
             out.update(ok=False, detail=str(exc))

@@ -87,6 +87,7 @@ def wait_journal(
 LONG_RUN = """\
 title: long run to interrupt
 probe: {devices: 60, rate: 80, grace: 2s}
+ledger: {duplicates: 0}
 steady_state:
   probes:
     - {measure: delivery_rate, window: 2s, tolerance: {min: 99}}
@@ -110,7 +111,8 @@ def test_library_experiment_passes_and_writes_its_reports(stack: Stack, tmp_path
     assert data["status"] == "completed" and data["deviated"] is False and data["exit_code"] == 0
     assert data["steady_states"]["before"]["met"] and data["steady_states"]["after"]["met"]
     assert data["steady_states"]["during"]["met"]
-    assert [s["status"] for s in data["method"]] == ["ok", "ok", "ok"]
+    assert {s["status"] for s in data["method"]} == {"ok"} and len(data["method"]) == 5
+    assert data["verdict"] == "passed" and data["steady_states"]["run"]["met"]
     assert data["timeline"]["per_second"] and all("p99_ms" in r for r in data["timeline"]["per_second"])
     assert data["windows"][0]["end"] > data["windows"][0]["start"]
     assert {r["ok"] for r in data["rollbacks"]} == {True}
@@ -129,6 +131,7 @@ def test_a_stop_condition_aborts_within_two_seconds_and_the_rollbacks_run(stack:
         """\
 title: every push late
 probe: {devices: 60, rate: 100, grace: 2s}
+ledger: {duplicates: 0}
 steady_state:
   probes:
     - {measure: delivery_rate, window: 2s, tolerance: {min: 99}}
@@ -144,7 +147,8 @@ rollbacks:
     )
     started = time.monotonic()
     proc = run_experiment(stack, exp, "--junit", str(tmp_path / "j.xml"))
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    # 1; or 8 (inconclusive) when this machine was too busy to tell a slow platform from a slow rig
+    assert proc.returncode in (1, 8), proc.stderr[-3000:]
     assert time.monotonic() - started < 50  # not the 60 s of the method
     data = json.loads(journals(stack)[-1].read_text())
     assert data["status"] == "aborted" and "delivery collapsed" in data["error"]
@@ -155,8 +159,11 @@ rollbacks:
     assert undo[0]["at"] - stop["breached_at"] <= 2.0, (undo[0]["at"], stop)
     assert [r["step"] for r in data["rollbacks"] if r["of"] == "rollbacks"] == ["clear-faults logic-idc1"]
     assert [s["status"] for s in data["method"]] == ["cancelled", "cancelled", "cancelled"]
-    failure = ET.parse(tmp_path / "j.xml").getroot().find(".//failure[@type='StopConditionFired']")  # noqa: S314
-    assert failure is not None and "delivery_rate" in failure.get("message", "")
+    report = ET.parse(tmp_path / "j.xml").getroot()  # noqa: S314
+    case = report.find(".//testcase[@name='stop condition: delivery collapsed']")
+    assert case is not None
+    reported = case.find("failure") if proc.returncode == 1 else case.find("skipped")
+    assert reported is not None and "delivery_rate" in reported.get("message", "")
     wait_baseline(stack)
 
 

@@ -81,7 +81,10 @@ def test_switch_idc_and_back(stack: Stack) -> None:
     code, data = run_json(stack, "switch-idc", "--to", "idc2", "--duration", "3s", *PROBE)
     assert code == 0, data["verdict"]
     assert_held(data)
-    assert data["measurements"]["weights_during"] == {"idc1": 0.0, "idc2": 100.0}
+    seen = data["measurements"]["weights_by_gateway"]
+    assert seen and all(w == {"idc1": 0.0, "idc2": 100.0} for w in seen.values()), seen
+    shares = [c for c in data["checks"] if "delivered" in c["check"]]
+    assert shares and all(c["ok"] for c in shares), data["checks"]
     wait_baseline(stack)
 
 

@@ -61,7 +61,9 @@ def test_a_drain_fails_when_the_dispatcher_hands_out_the_drained_region() -> Non
 
 
 def test_a_drain_fails_when_the_dispatcher_does_not_answer() -> None:
-    assert failed(Drain(INV, "south").checks({"drained": True, "dispatcher": None})) == ["the dispatcher did not answer"]
+    assert failed(Drain(INV, "south").checks({"drained": True, "dispatcher": None})) == [
+        "the dispatcher did not answer"
+    ]
 
 
 def test_reconnect_orders_bunched_at_the_start_fail_the_spread_check() -> None:
@@ -108,12 +110,14 @@ def test_deliveries_that_ignore_the_weights_fail_the_share_check() -> None:
 def test_fail_idc_fails_when_the_surviving_idc_does_not_deliver() -> None:
     action = FailIdc(INV, "idc1", duration_s=8)
     texts = failed(action.checks({"probe_sent": 800, "survivors_acked": {"idc2": 12.0}}))
-    assert texts == ["idc2 delivered only 12 of 800 pushes while idc1 was dark: the surviving IDC cannot carry the traffic"]
+    assert texts == [
+        "idc2 delivered only 12 of 800 pushes while idc1 was dark: the surviving IDC cannot carry the traffic"
+    ]
     assert not failed(action.checks({"probe_sent": 800, "survivors_acked": {"idc2": 790.0}}))
 
 
 def test_fail_idc_takes_down_what_lives_in_the_idc() -> None:
-    assert FailIdc(INV, "idc1").links == ["logic-idc1", "cache", "store", "diskkv"]
+    assert FailIdc(INV, "idc1").links == ["logic-idc1", "cache", "store", "diskkv"]  # not regions-store: no IDC
     assert FailIdc(INV, "idc2").links == ["logic-idc2", "cross-idc-store", "cross-idc-cache", "cross-idc-diskkv"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import httpx
@@ -115,7 +116,7 @@ async def test_the_sender_changes_rate_on_the_fly_without_a_burst() -> None:
     assert 400 <= during <= 540
     # paced from the change on: a batch never holds more than the new rate allows since the last one
     # (after a stall of the event loop the pacer catches up, in proportion to the stall, never more)
-    gaps = [(t - t_prev, n) for (t_prev, _), (t, n) in zip(sent, sent[1:], strict=False)]
+    gaps = [(t - t_prev, n) for (t_prev, _), (t, n) in itertools.pairwise(sent)]
     assert all(n <= 1000 * gap + 5 for gap, n in gaps), max(gaps, key=lambda g: g[1] - 1000 * g[0])
     with pytest.raises(ValueError, match="rate"):
         sender.set_rate(-1)
