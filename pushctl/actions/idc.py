@@ -172,6 +172,8 @@ def share_outcomes(acked: dict[str, float | None], weights: dict[str, float]) ->
                 if ok
                 else f"{idc} delivered {share:.0%} of {total:g} pushes against a weight of {want:.0%}: "
                 "routing ignores the weights",
+                # counted after the switch settled; a rig too slow to send on time can still blur it
+                timing=True,
             )
         )
     return out
@@ -259,5 +261,6 @@ class FailIdc(Action):
                 if share >= SURVIVORS_MIN
                 else f"{where} delivered only {delivered:g} of {sent} pushes while {self.idc} was dark: "
                 "the surviving IDC cannot carry the traffic",
+                timing=True,  # a count, but of what was delivered by the end of a window: a slow machine lags it
             )
         ]

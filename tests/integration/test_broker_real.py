@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("scheduler", "dispatcher", "broker-north", "broker-east", "broker-south")
 LINKS = {"device-north", "device-east", "device-south", "vpc-north", "vpc-east", "vpc-south"}
-LINKS |= {"scheduler", "dispatcher", "store"}
+LINKS |= {"scheduler", "dispatcher", "store", "regions-store"}
 
 
 @dataclass

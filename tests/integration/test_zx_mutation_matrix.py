@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.conftest import REPO, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 
 def test_every_planted_defect_is_caught_by_the_check_that_names_it(stack: Stack) -> None:

@@ -104,6 +104,7 @@ def test_deliveries_that_ignore_the_weights_fail_the_share_check() -> None:
     assert [o.ok for o in outcomes] == [False, False]
     assert "idc1 delivered 50% of 600 pushes against a weight of 0%" in outcomes[0].text
     assert all(o.ok for o in share_outcomes({"idc1": 3.0, "idc2": 597.0}, {"idc1": 0.0, "idc2": 100.0}))
+    assert all(o.timing for o in outcomes)  # counted over a window: a stale gateway is the hard check
     assert share_outcomes({"idc1": 1.0, "idc2": 2.0}, {"idc1": 0.0, "idc2": 100.0}) == []  # too few
 
 
