@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The resilience gate measured both ways on a loaded machine: two CPU hogs (stress-ng --cpu 2) run
 # throughout while
-#   1. the whole experiment library runs N times on one clean derived stack: no run may fail
-#      (inconclusive is allowed: it says the rig could not keep up, with the reason);
-#   2. the mutation matrix runs once: every planted defect must still be caught (failed, on a
-#      non-timing check naming its symptom).
+#   1. the mutation matrix runs once: every planted defect must still be caught (failed, on a
+#      non-timing check naming its symptom);
+#   2. the whole experiment library runs N times on one clean derived stack: no run may fail
+#      (inconclusive is allowed: it says the rig could not keep up, with the reason).
 #
 #   bench/gate_under_load.sh [N=20] [PORT_OFFSET=9000]
 #
@@ -29,10 +29,10 @@ stress-ng --cpu 2 --timeout 6h --quiet &
 hogs=$!
 trap 'kill "$hogs" 2>/dev/null || true; wait "$hogs" 2>/dev/null || true' EXIT
 sleep 2
-echo "== clean gate, $runs runs, two CPU hogs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-bench/gate_repeat.sh experiments "$runs" "$offset" | tee "$out/clean.log"
 echo "== mutation matrix, two CPU hogs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 rc=0
-.venv/bin/python mutations/run.py --json "$out/mutations.json" | tee "$out/mutations.log" || rc=$?
+.venv/bin/python mutations/run.py --json "$out/mutations.json" 2>"$out/mutations.err" | tee "$out/mutations.log" || rc=$?
+echo "== clean gate, $runs runs, two CPU hogs (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+bench/gate_repeat.sh experiments "$runs" "$offset" | tee "$out/clean.log"
 echo "results in $out"
 exit "$rc"
