@@ -123,7 +123,9 @@ class Workbench:
         self.shift = shift
         self.log = log
         self.topology = work / "topology.toml"
-        self.run_dir = work / "run"
+        # one run directory for every run of this script: a run killed with -9 leaves its stack's
+        # pid files here, and the next run stops that stack before starting its own
+        self.run_dir = Path(tempfile.gettempdir()) / f"pushctl-mutations-run-{shift}"
         shutil.copytree(REPO / "stack", self.copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copytree(self.copy, self.pristine / "stack")
         self._write_topology()
@@ -154,12 +156,18 @@ class Workbench:
         )
 
     def up(self) -> None:
+        self.down()  # whatever a killed run left (see run_dir)
+        self._start()
+
+    def _start(self) -> None:
         proc = self.pushctl("stack", "up", timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"stack up failed ({proc.returncode}): {proc.stderr[-3000:]}")
 
     def down(self) -> None:
-        self.pushctl("stack", "down", timeout=120)
+        """Stop the derived stack and delete its run files (Redis and Kafka data too: no run inherits
+        another's policies, routes or queues)."""
+        self.pushctl("stack", "down", "--purge", timeout=120)
 
     def plant(self, patch: Path | None) -> None:
         """Restore the pristine copy, apply `patch` (None: stay pristine), restart the push services."""
@@ -194,7 +202,7 @@ class Workbench:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-        self.up()
+        self._start()  # starts what is not running: the push services, on the copy's code
 
     def _pid(self, name: str) -> int | None:
         path = self.run_dir / NAME / "pids" / f"{name}.json"
@@ -390,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}: the derived stack is stopped first")
+
+    signal.signal(signal.SIGTERM, terminated)  # `finally` stops the derived stack, as on Ctrl-C
 
     started = time.monotonic()
     with workbench(args.shift, args.keep, log) as bench:

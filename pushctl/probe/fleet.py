@@ -185,6 +185,13 @@ class Fleet:
         handle = loop.call_later(duration, self._bring_back, list(devices))
         self._returns.add(handle)
 
+    def return_all(self) -> None:
+        """Bring every device that is away on purpose back now (the run is ending)."""
+        for handle in self._returns:
+            handle.cancel()
+        self._returns.clear()
+        self._bring_back([dev for dev in self._by_id if self.ledger.is_away(dev)])
+
     def _bring_back(self, devices: list[str]) -> None:
         for dev in devices:
             task = self._task_of.get(dev)

@@ -164,6 +164,7 @@ class _Backend(Protocol):
     def device_stats(self) -> list[DeviceStats]: ...
     @property
     def away(self) -> int: ...
+    def return_all(self) -> None: ...
     def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]: ...
 
 
@@ -206,6 +207,9 @@ class _Local:
     @property
     def away(self) -> int:
         return self.fleet.away
+
+    def return_all(self) -> None:
+        self.fleet.return_all()
 
     def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]:
         return list(self.fleet.dispatcher.answers)
@@ -259,6 +263,9 @@ class _Sharded:
     @property
     def away(self) -> int:
         return 0  # only a local fleet takes devices offline
+
+    def return_all(self) -> None:
+        """Nothing is away in workers."""
 
     def dispatcher_answers(self) -> list[tuple[float, tuple[str, ...]]]:
         return []  # workers do not report them (experiments that read them run one process)
@@ -478,6 +485,11 @@ class Probe:
                 await self._sending
                 self.phase = "grace"
                 sent_until = self._sender.stopped_at or time.time()
+                if self._backend.away:
+                    # devices still away on purpose (an aborted offline step) come back now: what was
+                    # sent to them gets the same grace as everything else, counted from their return
+                    self._backend.return_all()
+                    sent_until = max(sent_until, time.time())
                 self._cutoff = sent_until + self.options.grace
                 await self._wait_outstanding(self._cutoff)
         finally:

@@ -556,6 +556,59 @@ async def test_without_reconnection_a_lost_connection_loses_messages(platform: F
     assert summary.by_region["north"].lost == 0
 
 
+async def test_devices_taken_offline_get_their_pushes_after_they_return(platform: FakePlatform, tmp_path: Path) -> None:
+    probe = Probe(platform.inventory(tmp_path), opts(duration=None, grace=2.0))
+    await probe.start()
+    try:
+        await asyncio.sleep(0.3)
+        taken = probe.take_offline(9, duration=1.0, mode="drop", rng=random.Random(3))
+        assert len(taken) == 9 and probe.away == 9
+        await until(lambda: probe.snapshot().online == 21)
+        await until(lambda: probe.away == 0 and probe.snapshot().online == 30, within=5)
+        await asyncio.sleep(0.3)
+        summary = await probe.stop()
+    finally:
+        await probe.close()
+    assert summary.offline.sent > 0 and summary.offline.lost == 0
+    assert summary.lost == 0 and summary.duplicates == 0
+    assert probe.dispatcher_answers()  # they asked the dispatcher on their way back
+    returns = [e for e in probe.reconnects() if e.cause == "return"]
+    assert {e.device for e in returns} == set(taken)
+
+
+async def test_pushes_an_offline_queue_drops_are_lost_not_late(platform: FakePlatform, tmp_path: Path) -> None:
+    """The checker shown to fail: the platform forgets what it queued for an absent device."""
+    probe = Probe(platform.inventory(tmp_path), opts(duration=None, grace=1.0))
+    await probe.start()
+    try:
+        await asyncio.sleep(0.3)
+        probe.take_offline(9, duration=1.0, mode="close", rng=random.Random(3))
+        await asyncio.sleep(0.6)
+        platform.offline.clear()  # the queue is gone
+        await until(lambda: probe.away == 0, within=5)
+        await asyncio.sleep(0.3)
+        summary = await probe.stop()
+    finally:
+        await probe.close()
+    assert summary.offline.lost > 0 and summary.lost == summary.offline.lost
+
+
+async def test_stopping_brings_away_devices_back_before_the_final_count(platform: FakePlatform, tmp_path: Path) -> None:
+    """An offline step cut short (an aborted run) does not turn what the devices were owed into losses."""
+    probe = Probe(platform.inventory(tmp_path), opts(duration=None, grace=2.0))
+    await probe.start()
+    try:
+        await asyncio.sleep(0.3)
+        probe.take_offline(9, duration=60.0, mode="drop", rng=random.Random(3))
+        await asyncio.sleep(0.8)
+        started = time.monotonic()
+        summary = await probe.stop()
+    finally:
+        await probe.close()
+    assert time.monotonic() - started < 10  # not the minute the devices were meant to stay away
+    assert summary.offline.sent > 0 and summary.lost == 0 and summary.pending == 0
+
+
 async def test_live_snapshot_while_sending(platform: FakePlatform, tmp_path: Path) -> None:
     probe = Probe(platform.inventory(tmp_path), opts(duration=None))
     await probe.start()
