@@ -10,6 +10,7 @@ Exit codes (every command):
   5  a component failed to start or stay healthy
   6  another action holds the target's lock
   7  rollback failed: the platform is not back at its baseline
+  8  inconclusive: only timing missed while this machine could not keep up (never when lost)
   130 interrupted (after rollback)
 """
 
