@@ -201,7 +201,7 @@ def test_a_bug_in_pushctl_exits_3_with_one_line_and_a_traceback_file(
 
     monkeypatch.setenv("PUSHCTL_RUN_DIR", str(tmp_path))
     monkeypatch.setattr(stack_cli, "get_runtime", boom)
-    code, out, err = run_main(monkeypatch, "stack", "status")
+    code, _, err = run_main(monkeypatch, "stack", "status")
     assert code == 3
     assert "internal error in pushctl: ZeroDivisionError: a bug" in err
     (crash,) = (tmp_path / "crashes").glob("*.log")
