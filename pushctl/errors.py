@@ -1,6 +1,7 @@
 """One exception hierarchy, each class carrying its exit code and a user-facing message.
 
     PushctlError (exit 3)
+    ├── InternalError (exit 3)              a bug in pushctl: any exception that is not one of these
     ├── UsageError (exit 2)                 bad input: flags, files, names
     │   └── InventoryError (exit 2)         an invalid inventory / topology file
     ├── SloBreached (exit 1)                the verifier measured a breach
@@ -32,6 +33,12 @@ class PushctlError(Exception):
 
     def __str__(self) -> str:
         return self.message if self.hint is None else f"{self.message} ({self.hint})"
+
+
+class InternalError(PushctlError):
+    """A bug in pushctl (an unexpected exception), never a verdict on the platform."""
+
+    exit_code = 3
 
 
 class UsageError(PushctlError):

@@ -1,21 +1,63 @@
-"""`pushctl recover`: replay the undo steps of every action a dead pushctl left applied."""
+"""`pushctl recover`: replay the undo steps of every action a dead pushctl left applied.
+
+It ends where an in-process rollback ends: after the undo steps, it waits (at most
+`SETTLE_TIMEOUT_S`) for what the platform does by itself, the scheduler withdrawing the auto drain
+of a region that failed, the access tier storing payloads in Redis again, and reports how long that
+took (None: it did not happen in time; the CLI then exits 7).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pushctl.actions.journal import Journal, load_entries
+from pushctl.actions.common import wait_until
+from pushctl.actions.journal import Journal, JournalEntry, load_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.undo import run_undo
 from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
+
+SETTLE_TIMEOUT_S = 30.0
+
+
+async def settle(
+    inv: Inventory, entries: Sequence[JournalEntry], *, timeout: float = SETTLE_TIMEOUT_S
+) -> dict[str, Any]:
+    """Wait until the platform is back where the undone actions' own rollbacks would have left it."""
+    out: dict[str, Any] = {}
+    regions = sorted({str(e.params["region"]) for e in entries if e.action == "fail-region" and "region" in e.params})
+    redis = any(e.action == "fail-redis" for e in entries)
+    if not regions and not redis:
+        return out
+    async with PlatformClient(inv) as api:
+        if regions:
+
+            async def withdrawn() -> bool:
+                policies = (await api.policies()).policies
+                return not any(p.origin == "auto" and p.region in regions for p in policies)
+
+            seconds = await wait_until(withdrawn, timeout=timeout, poll=0.2)
+            out["auto_drain_withdrawn_s"] = None if seconds is None else round(seconds, 1)
+        if redis:
+
+            async def on_redis() -> bool:
+                return (await api.storage()).mode == "redis"
+
+            seconds = await wait_until(on_redis, timeout=timeout, poll=0.2)
+            out["storage_on_redis_s"] = None if seconds is None else round(seconds, 1)
+    return out
 
 
 async def recover(
     inv: Inventory, *, log: Callable[[str], None], include_held: bool = False, action: str | None = None
-) -> list[dict[str, Any]]:
-    """Undo open journal entries (and held ones when asked); returns one result per entry."""
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Undo open journal entries (and held ones when asked), then wait for the platform to settle.
+
+    Returns one result per entry, and what settling measured (see the module docstring).
+    """
     results: list[dict[str, Any]] = []
+    undone: list[JournalEntry] = []
     with TargetLock(inv, "recover"):  # refuses while a live action runs: it rolls back on its own
         for entry in reversed(load_entries(inv)):  # newest first: undo in the reverse order of doing
             wanted = entry.open or (include_held and entry.status == "held")
@@ -25,6 +67,8 @@ async def recover(
             outcomes = await run_undo(inv, entry.undo, log=log)
             ok = all(o.ok for o in outcomes)
             Journal(entry).set_status("recovered" if ok else "rollback-failed")
+            if ok:
+                undone.append(entry)
             results.append(
                 {
                     "journal": entry.id,
@@ -34,7 +78,11 @@ async def recover(
                     "steps": [{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
                 }
             )
-    return results
+    settled = await settle(inv, undone)
+    if settled:
+        shown = ", ".join(f"{k} {v if v is not None else 'NOT within 30s'}" for k, v in settled.items())
+        log(f"the platform settled: {shown}")
+    return results, settled
 
 
 async def undo_held(inv: Inventory, action: str, match: dict[str, str], *, log: Callable[[str], None]) -> list[str]:

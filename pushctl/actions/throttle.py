@@ -8,7 +8,7 @@ from typing import Any
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import wait_until
-from pushctl.contract.api import Throttle
+from pushctl.contract.api import MAX_RATE, Throttle
 from pushctl.errors import PushctlError, UsageError
 
 
@@ -26,8 +26,10 @@ class ThrottleAccess(Action):
     ) -> None:
         if (limit is None) == (not auto):
             raise UsageError("give exactly one of --limit N/s or --auto")
-        if limit is not None and limit <= 0:
-            raise UsageError("--limit must be > 0")
+        if limit is not None and not 0 < limit <= MAX_RATE:
+            raise UsageError(f"--limit must be in (0, {MAX_RATE:,.0f}] pushes/s")
+        if safe_load is not None and not 0 < safe_load <= MAX_RATE:
+            raise UsageError(f"--safe-load must be in (0, {MAX_RATE:,.0f}] pushes/s")
         if not 0 < threshold <= 1:
             raise UsageError("--threshold must be in (0, 1]")
         self.limit = limit

@@ -27,6 +27,7 @@ from pushctl.actions.runner import RunOptions, execute, raise_for_verdict
 from pushctl.actions.status import live_status
 from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed, with_parameters
 from pushctl.cli.state import state
+from pushctl.errors import RollbackFailed
 from pushctl.probe.duration import parse_duration
 from pushctl.probe.probe import ProbeOptions
 
@@ -183,13 +184,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Roll back whatever an interrupted or killed pushctl left applied (reads the journal)."""
         inv = state(ctx).inventory
-        results = asyncio.run(recover_entries(inv, log=render.info, include_held=all_held))
+        results, settled = asyncio.run(recover_entries(inv, log=render.info, include_held=all_held))
         if json_out:
-            render.print_json({"recovered": results})
+            render.print_json({"recovered": results, "settled": settled})
         else:
             render.recover_report(results)
         if any(not r["ok"] for r in results):
             raise typer.Exit(7)
+        unsettled = [k for k, v in settled.items() if v is None]
+        if unsettled:
+            raise RollbackFailed(
+                f"undone, but the platform did not settle within 30s: {', '.join(unsettled)}",
+                hint="see `pushctl status`",
+            )
 
     @app.command(rich_help_panel="Failover")
     def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:

@@ -5,7 +5,7 @@ Exit codes (every command):
   0  success / the SLO held
   1  SLO breached or hypothesis deviated (numbers are printed)
   2  bad input (flags, files, names) or a missing toolchain
-  3  internal error
+  3  internal error: a bug in pushctl (one line; the traceback is written to a file it names)
   4  target unreachable (a component or API did not answer)
   5  a component failed to start or stay healthy
   6  another action holds the target's lock
@@ -16,7 +16,10 @@ Exit codes (every command):
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +28,8 @@ import typer
 from pushctl import render
 from pushctl.cli import actions, experiment, failover, fault, probe, runbook, slo, stack
 from pushctl.cli.state import state
-from pushctl.errors import PushctlError
+from pushctl.errors import InternalError, PushctlError
+from pushctl.runtime.paths import state_dir
 
 app = typer.Typer(
     name="pushctl",
@@ -59,7 +63,9 @@ def _root(
 def main() -> None:
     """Run the CLI; every PushctlError becomes a one-line message and its exit code.
 
-    Usage errors (unknown flag, bad value) are typer's own and exit 2.
+    Usage errors (unknown flag, bad value) are typer's own and exit 2. Anything else is a bug in
+    pushctl, never a verdict on the platform: one line, the traceback in a file, exit 3 (a crash
+    must not read as "SLO breached" in CI).
     """
     try:
         app()
@@ -69,6 +75,23 @@ def main() -> None:
     except KeyboardInterrupt:
         render.error("interrupted")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one error boundary: every bug ends here, as exit 3
+        where = write_crash_report(exc)
+        render.error(f"internal error in pushctl: {type(exc).__name__}: {exc}", hint=f"traceback in {where}")
+        sys.exit(InternalError.exit_code)
+
+
+def write_crash_report(exc: BaseException) -> Path | str:
+    """The traceback of a crash, in the state directory (or, when that fails, on stderr)."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        path = state_dir() / "crashes" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"pushctl {' '.join(sys.argv[1:])}\n{text}")
+    except OSError:
+        sys.stderr.write(text)
+        return "stderr (above)"
+    return path
 
 
 if __name__ == "__main__":

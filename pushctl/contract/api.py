@@ -7,9 +7,9 @@ One OpenAPI document (docs/openapi.json, generated from these models by
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # ---- names shared by services and pushctl ------------------------------------------------------
 TOPIC_GROUP_PAYLOADS = "group-payloads"  # access -> kvwriter -> disk KV
@@ -25,6 +25,22 @@ KEY_GROUP_PAYLOAD = "group-payload:{id}"  # cache string: group payload (disk KV
 
 class _Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# ---- limits every edge enforces (docs/protocol.md, "Limits") -------------------------------------
+MAX_ID = 128  # characters of a message or device id
+MAX_PAYLOAD = 4096  # characters of a payload (the size APNs and FCM allow a notification)
+MAX_BATCH = 10_000  # messages in one request
+MAX_GROUP = 100_000  # devices named in one group push
+MAX_BODY = 16 * 1024 * 1024  # bytes of one request body (413 beyond)
+MAX_RATE = 10_000_000.0  # a throttle limit or safe load, per second
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, description=f"1 to {MAX_ID} characters")]
+Timestamp = Annotated[
+    float, Field(ge=0, allow_inf_nan=False, description="seconds since the Unix epoch (finite, >= 0)")
+]
+Payload = Annotated[str, Field(max_length=MAX_PAYLOAD, description=f"at most {MAX_PAYLOAD} characters")]
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE, allow_inf_nan=False, description="per second")]
 
 
 class Health(_Schema):
@@ -54,7 +70,7 @@ class RegionState(_Schema):
 
 
 class PolicySet(_Schema):
-    version: int
+    version: int = Field(ge=-1)
     policies: list[Policy]
     regions: dict[str, RegionState] = Field(default_factory=dict)
 
@@ -78,16 +94,16 @@ class Endpoints(_Schema):
 
 # ---- broker ------------------------------------------------------------------------------------
 class Message(_Schema):
-    id: str
-    device: str
-    sent_at: float
-    payload: str | None = None  # inline payload (storage fallback or already resolved)
+    id: Id
+    device: Id
+    sent_at: Timestamp
+    payload: Payload | None = None  # inline payload (storage fallback or already resolved)
     payload_ref: str | None = None  # cache / disk KV key to fetch it from
     group: str | None = None
 
 
 class DeliverRequest(_Schema):
-    messages: list[Message]
+    messages: list[Message] = Field(max_length=MAX_GROUP)
     timeout_ms: int = Field(default=2000, ge=1, le=30000)
 
 
@@ -114,18 +130,18 @@ class Connections(_Schema):
 class ConnectionLimit(_Schema):
     """`PUT /v1/limit` on a broker: the most device connections it holds at once."""
 
-    limit: int = Field(ge=0)
+    limit: int = Field(ge=0, le=1_000_000)
 
 
 # ---- logic gateway -----------------------------------------------------------------------------
 class PushBatch(_Schema):
-    messages: list[Message]
+    messages: list[Message] = Field(max_length=MAX_GROUP)
 
 
 class GroupTask(_Schema):
-    id: str
-    devices: list[str]
-    sent_at: float
+    id: Id
+    devices: list[Id] = Field(max_length=MAX_GROUP)
+    sent_at: Timestamp
     payload_ref: str
 
 
@@ -136,7 +152,7 @@ class Accepted(_Schema):
 
 
 class RoutingWeights(_Schema):
-    weights: dict[str, float]
+    weights: dict[str, Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]] = Field(min_length=1)
 
 
 class LogicLoad(_Schema):
@@ -151,22 +167,28 @@ class LogicLoad(_Schema):
 
 # ---- access tier -------------------------------------------------------------------------------
 class SinglePush(_Schema):
-    id: str
-    device: str
-    payload: str
-    sent_at: float
+    id: Id
+    device: Id
+    payload: Payload
+    sent_at: Timestamp
 
 
 class SingleBatch(_Schema):
-    messages: list[SinglePush]
+    messages: list[SinglePush] = Field(max_length=MAX_BATCH)
 
 
 class GroupPush(_Schema):
-    id: str
-    payload: str
-    sent_at: float
-    devices: list[str] | None = None
+    id: Id
+    payload: Payload
+    sent_at: Timestamp
+    devices: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_GROUP)
     region: str | None = None  # every device seen in that region
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> GroupPush:
+        if (self.devices is None) == (self.region is None):
+            raise ValueError("give exactly one of devices or region")
+        return self
 
 
 class AccessResult(_Schema):
@@ -180,8 +202,8 @@ class AccessResult(_Schema):
 
 class Throttle(_Schema):
     mode: Literal["off", "fixed", "auto"] = "off"
-    limit_per_s: float | None = None
-    safe_load_per_s: float = 20000.0
+    limit_per_s: Rate | None = None
+    safe_load_per_s: Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)] = 20000.0
     threshold: float = Field(default=0.8, gt=0, le=1)
 
 

@@ -39,6 +39,11 @@ from pushctl.probe.sender import Sender, SenderStats
 from pushctl.probe.shards import WorkerShard
 
 Phase = Literal["idle", "connecting", "sending", "grace", "done"]
+MAX_PROBE_DEVICES = 50_000  # what one machine holds (descriptors, memory; docs/protocol.md "Limits")
+MAX_PROBE_RATE = 100_000.0  # single pushes per second from one prober
+MAX_PROBE_DURATION_S = 24 * 3600.0
+# one Toxiproxy process holds at most 20,000 descriptors, two per proxied connection (and a few of its own)
+DEVICES_PER_TOXIPROXY = 9_900
 
 
 @dataclass(frozen=True)
@@ -62,20 +67,32 @@ class ProbeOptions:
     seed: int | None = None
 
     def validate(self) -> None:
-        if self.devices < 1:
-            raise UsageError("--devices must be at least 1")
-        if self.rate < 0 or self.group_rate < 0 or self.region_group_rate < 0:
-            raise UsageError("--rate and --group-rate must be >= 0")
+        """Every bound, before anything is allocated: a typo must not take the machine down."""
+        if not 1 <= self.devices <= MAX_PROBE_DEVICES:
+            raise UsageError(
+                f"--devices must be between 1 and {MAX_PROBE_DEVICES:,}",
+                hint="one machine runs at most that many synthetic devices (descriptors and memory)",
+            )
+        rates = (self.rate, self.group_rate, self.region_group_rate, self.connect_rate)
+        if not all(math.isfinite(r) and r >= 0 for r in rates):
+            raise UsageError("--rate, --group-rate and the connect rate must be finite and >= 0")
+        if self.rate > MAX_PROBE_RATE or self.group_rate > MAX_PROBE_RATE / 10 or self.region_group_rate > 100:
+            raise UsageError(
+                f"at most {MAX_PROBE_RATE:,.0f} single pushes/s, {MAX_PROBE_RATE / 10:,.0f} group pushes/s "
+                "and 100 region group pushes/s from one prober"
+            )
         if self.rate + self.group_rate + self.region_group_rate <= 0:
             raise UsageError("nothing to send: --rate and --group-rate are both 0")
         if not 0.1 <= self.keepalive <= 300:
             raise UsageError("--keepalive must be between 0.1s and 300s")
-        if self.group_size < 1:
-            raise UsageError("--group-size must be at least 1")
-        if self.deadline <= 0 or self.grace < 0:
-            raise UsageError("--deadline must be > 0 and --grace >= 0")
-        if self.workers is not None and self.workers < 0:
-            raise UsageError("--workers must be >= 0")
+        if not 1 <= self.group_size <= MAX_PROBE_DEVICES:
+            raise UsageError(f"--group-size must be between 1 and {MAX_PROBE_DEVICES:,}")
+        if not 0 < self.deadline <= 3600 or not 0 <= self.grace <= 3600:
+            raise UsageError("--deadline must be in (0, 1h] and --grace in [0, 1h]")
+        if self.duration is not None and not 0 < self.duration <= MAX_PROBE_DURATION_S:
+            raise UsageError(f"--duration must be in (0, {MAX_PROBE_DURATION_S / 3600:g}h]")
+        if self.workers is not None and not 0 <= self.workers <= 64:
+            raise UsageError("--workers must be between 0 and 64")
 
 
 @dataclass(frozen=True)
@@ -317,6 +334,28 @@ def device_config(
     )
 
 
+def check_toxiproxy_room(inv: Inventory, counts: Mapping[str, int]) -> None:
+    """Refuse more devices of a region than its device link's Toxiproxy process can hold.
+
+    A region's devices connect at home first; each connection costs its Toxiproxy two descriptors of
+    the 20,000 a process may hold here. Past that, the proxy refuses connections and the probe would
+    measure the rig, not the platform.
+    """
+    per_server: dict[str, int] = {}
+    for region, n in counts.items():
+        link = inv.device_link(region)
+        server = inv.toxiproxy.get(link.toxiproxy)
+        if server is not None and server.managed:
+            per_server[link.toxiproxy] = per_server.get(link.toxiproxy, 0) + n
+    for name, n in per_server.items():
+        if n > DEVICES_PER_TOXIPROXY:
+            raise UsageError(
+                f"{n:,} devices would connect through Toxiproxy {name}, which holds at most "
+                f"{DEVICES_PER_TOXIPROXY:,} (20,000 descriptors, two per device)",
+                hint="fewer --devices, or split the region's device link over more Toxiproxy servers",
+            )
+
+
 def region_weights(inv: Inventory, weights: Mapping[str, float] | None) -> dict[str, float]:
     if weights is None:
         return {name: r.weight for name, r in inv.regions.items()}
@@ -362,6 +401,7 @@ class Probe:
         self.access_url = access_url(inventory)
         self._token = inventory.token
         counts = spread(options.devices, region_weights(inventory, options.regions))
+        check_toxiproxy_room(inventory, counts)
         self.devices = device_ids(self.run_id, counts)
         self.regions = [r for r, n in counts.items() if n > 0]
         for dev, home in self.devices:

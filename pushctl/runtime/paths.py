@@ -14,12 +14,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pushctl"
 
 
+def state_dir() -> Path:
+    """Where every stack's run directory lives ($PUSHCTL_RUN_DIR, else the XDG state directory)."""
+    explicit = os.environ.get("PUSHCTL_RUN_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pushctl"
+
+
 def run_dir(stack_name: str) -> Path:
     """One directory per stack: pid files, logs, data. `stack down --purge` removes it."""
-    explicit = os.environ.get("PUSHCTL_RUN_DIR")
-    base = (
-        Path(explicit)
-        if explicit
-        else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pushctl"
-    )
-    return base / stack_name
+    return state_dir() / stack_name

@@ -151,9 +151,9 @@ class AccessTier(PushService):
         self.router.on_failover = lambda idc: self.m_failovers.labels(idc).inc()
         await self.router.start()
         self.direct = MicroBatcher(self._flush_direct, max_items=LOGIC_CHUNK, linger=0.005)
-        self.spawn(self.kafka.connect_routine(), "_kafka_routine")
-        self.spawn(self._storage_routine(), "_storage_routine")
-        self.spawn(self._load_routine(), "_load_routine")
+        self.spawn(self.kafka.connect_routine, "_kafka_routine")
+        self.spawn(self._storage_routine, "_storage_routine")
+        self.spawn(self._load_routine, "_load_routine")
 
     async def on_stop(self) -> None:
         await self.direct.close()
@@ -380,7 +380,11 @@ class AccessTier(PushService):
                 # Connections idle in the pool since the outage began are dead (the link closed
                 # them) but look alive until used: the first write on one would fail and flip the
                 # mode back to fallback a second after recovery. Drop them before going back.
-                await self.cache.connection_pool.disconnect(inuse_connections=False)
+                try:
+                    await self.cache.connection_pool.disconnect(inuse_connections=False)
+                except (RedisError, OSError) as exc:  # not back after all: stay on the fallback
+                    self._storage_observed(False, exc)
+                    continue
             self._storage_observed(True)
 
     async def _get_throttle(self, _: web.Request) -> web.Response:

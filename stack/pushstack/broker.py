@@ -170,11 +170,9 @@ class Broker(PushService):
     async def on_start(self) -> None:
         # thousands of connections are long-lived objects: full collections on our schedule only
         self._gc_thresholds = defer_full_collections()
-        self.spawn(
-            full_collection_routine(float(os.environ.get(FULL_GC_ENV, DEFAULT_FULL_GC_S)), log),
-            "_full_gc_routine",
-        )
-        self.spawn(self._routes.run(), "_route_routine")
+        every = float(os.environ.get(FULL_GC_ENV, DEFAULT_FULL_GC_S))
+        self.spawn(lambda: full_collection_routine(every, log), "_full_gc_routine")
+        self.spawn(self._routes.run, "_route_routine")
         await self.follower.start()
         # websockets logs every connection at INFO: thousands per drill, none of them news
         logging.getLogger("websockets.server").setLevel(logging.WARNING)

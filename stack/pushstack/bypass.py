@@ -17,6 +17,7 @@ PUSHCTL_BYPASS_MAX_RATE (20000 messages/s).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from pushstack.service import PushService
 from pushstack.throttle import TokenBucket
 
 GROUP_ID = "bypass"
+log = logging.getLogger("pushstack.bypass")
 
 
 class CpuGovernor:
@@ -136,8 +138,8 @@ class BypassConsumer(PushService):
     async def on_start(self) -> None:
         self.router = LogicRouter(self.inv, self.inv.token)
         await self.router.start()
-        self.spawn(self._consume_routine(), "_consume_routine")
-        self.spawn(self._governor_routine(), "_governor_routine")
+        self.spawn(self._consume_routine, "_consume_routine")
+        self.spawn(self._governor_routine, "_governor_routine")
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
@@ -163,6 +165,9 @@ class BypassConsumer(PushService):
         return group_consumer(TOPIC_BUFFER, bootstrap=self.bootstrap, client_id=self.name, group_id=GROUP_ID)
 
     async def _consume_routine(self) -> None:
+        if self.consumer is not None:  # restarted after a crash: leave the group cleanly first
+            old, self.consumer = self.consumer, None
+            await stop_quietly(old)
         consumer = await start_consumer(self._make_consumer, what=self.name)
         self.consumer = consumer
         while True:
@@ -175,8 +180,10 @@ class BypassConsumer(PushService):
                     self.m_records.inc()
                     try:
                         messages.extend(PushBatch.model_validate_json(rec.value or b"").messages)
-                    except ValidationError:
+                    except ValidationError as exc:
+                        # the access tier validates every push before buffering it: this is a bug, say so
                         self.m_bad.inc()
+                        log.error("dropping unreadable buffer record at offset %s: %s", rec.offset, exc)  # noqa: TRY400 - the validation error says it all
             await self._pace(len(messages))
             await self._forward(messages)
             # a failed commit sends the records again: at-least-once, devices de-duplicate

@@ -10,6 +10,7 @@ offline and retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -144,7 +145,8 @@ class PayloadResolver:
             self._skip_until = time.monotonic() + self.pause_after_error
             # whatever broke this connection (a link down, a restart) broke the idle ones too: drop
             # them now, or each would fail one read after the cache is back
-            await self._cache.connection_pool.disconnect(inuse_connections=False)
+            with contextlib.suppress(RedisError, OSError):
+                await self._cache.connection_pool.disconnect(inuse_connections=False)
             return None
         if time.monotonic() - started > self.slow_s:
             # a slow cache: use these values, but let the next batches read the disk KV for a moment

@@ -94,7 +94,7 @@ class DiskKV(PushService):
 
     async def on_start(self) -> None:
         self._db = await asyncio.to_thread(SqliteKV, self.data_dir / "kv.sqlite3")
-        self.spawn(self._commit_routine(), "_commit_routine")
+        self.spawn(self._commit_routine, "_commit_routine")
 
     async def on_stop(self) -> None:
         for _, fut in self._pending:

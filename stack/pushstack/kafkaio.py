@@ -6,7 +6,7 @@ says whether it is ready; `start_consumer` retries until the consumer has joined
 `poll` and `commit` are the at-least-once consume loop of the bypass and the kvwriter.
 
     kafka = KafkaProducerLink("127.0.0.1:18092", client_id="access")
-    svc.spawn(kafka.connect_routine(), "_kafka_routine")
+    svc.spawn(kafka.connect_routine, "_kafka_routine")
     oks = await kafka.send_many("buffer", [(None, b"...")])    # list[bool], False when not ready
 
     consumer = await start_consumer(lambda: group_consumer("buffer", ...), what="bypass")

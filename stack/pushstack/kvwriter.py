@@ -51,7 +51,7 @@ class KVWriter(PushService):
     async def on_start(self) -> None:
         self.session = aiohttp.ClientSession()
         self.kv = DiskKVClient(self.session, self.link_url("diskkv"), self.inv.token)
-        self.spawn(self._consume_routine(), "_consume_routine")
+        self.spawn(self._consume_routine, "_consume_routine")
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
@@ -65,6 +65,9 @@ class KVWriter(PushService):
         return group_consumer(TOPIC_GROUP_PAYLOADS, bootstrap=self.bootstrap, client_id=self.name, group_id=GROUP_ID)
 
     async def _consume_routine(self) -> None:
+        if self.consumer is not None:  # restarted after a crash: leave the group cleanly first
+            old, self.consumer = self.consumer, None
+            await stop_quietly(old)
         consumer = await start_consumer(self._make_consumer, what=self.name)
         self.consumer = consumer
         while True:

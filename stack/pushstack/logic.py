@@ -208,11 +208,11 @@ class LogicGateway(PushService):
             await self.inbox.heartbeat()
             self._replay(await self.inbox.recover_own())
         for n in range(self.cfg.workers):
-            self.spawn(self._worker_routine(), f"_worker_routine-{n}")
-        self.spawn(self._journal_routine(), "_journal_routine")
-        self.spawn(self._online_routine(), "_online_routine")
-        self.spawn(self._drain_routine(), "_drain_routine")
-        self.spawn(self._sweep_routine(), "_sweep_routine")
+            self.spawn(self._worker_routine, f"_worker_routine-{n}")
+        self.spawn(self._journal_routine, "_journal_routine")
+        self.spawn(self._online_routine, "_online_routine")
+        self.spawn(self._drain_routine, "_drain_routine")
+        self.spawn(self._sweep_routine, "_sweep_routine")
 
     async def on_stop(self) -> None:
         for task in list(self._helpers):

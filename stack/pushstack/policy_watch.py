@@ -3,7 +3,10 @@
 Brokers and the dispatcher hold a copy of the scheduler's `PolicySet`. The scheduler pushes every
 change to `POST /v1/policies`; the follower also polls `GET /v1/policies` on the scheduler every
 second, so a lost push (a broken link, a restart) heals within about a second. A set replaces the
-held one when its version is at least as high: equal versions still carry fresh region health.
+held one when its version is at least as high (equal versions still carry fresh region health). A
+pushed set from the future (more than `MAX_SKEW_S` ahead of this clock) is refused with 400, and a
+held set from the future gives way to whatever the scheduler answers when polled: one bad request,
+or a clock that jumped, cannot make a broker ignore the scheduler until it restarts.
 
     follower = PolicyFollower(service, on_change=self._apply)
     follower.routes()          # POST/GET /v1/policies on the service's control API
@@ -13,7 +16,9 @@ held one when its version is at least as high: equal versions still carry fresh 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -29,6 +34,7 @@ log = logging.getLogger("pushstack.policy")
 
 POLL_INTERVAL_S = 1.0
 POLL_TIMEOUT_S = 1.0
+MAX_SKEW_S = 60.0  # a pushed version (wall-clock milliseconds at the scheduler) may lead ours by this much
 EMPTY = PolicySet(version=-1, policies=[])
 
 
@@ -97,17 +103,24 @@ class PolicyFollower:
             log.warning("%s: no link to a scheduler; following pushed policies only", self._svc.name)
             return
         await self.poll_once()
-        self._svc.spawn(self._policy_routine(), "_policy_routine")
+        self._svc.spawn(self._policy_routine, "_policy_routine")
 
     async def stop(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    def offer(self, policies: PolicySet) -> bool:
-        """Take `policies` if it is not older than the held set; True when something changed."""
-        if policies.version < self.current.version or policies == self.current:
+    def offer(self, policies: PolicySet, *, authoritative: bool = False) -> bool:
+        """Take `policies` if it is not older than the held set, or if the held set is from the future
+        and `policies` is the scheduler's own answer (`authoritative`); True when something changed."""
+        if policies == self.current:
             return False
+        if policies.version < self.current.version:
+            future = self.current.version > (time.time() + MAX_SKEW_S) * 1000
+            if not (authoritative and future):
+                return False
+            log.warning("%s: held policy set v%d is from the future; resynchronised on the scheduler's v%d",
+                        self._svc.name, self.current.version, policies.version)  # fmt: skip
         old, self.current = self.current, policies
         self._m_version.set(policies.version)
         if old.policies != policies.policies:
@@ -128,7 +141,7 @@ class PolicyFollower:
             async with self._session.get(f"{self._url}/v1/policies") as resp:
                 resp.raise_for_status()
                 body = await resp.read()
-            self.offer(PolicySet.model_validate_json(body))
+            self.offer(PolicySet.model_validate_json(body), authoritative=True)
         except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
             self._m_errors.inc()
             log.debug("%s: policy poll failed: %r", self._svc.name, exc)
@@ -144,7 +157,13 @@ class PolicyFollower:
                 log.exception("%s: applying the policy set failed", self._svc.name)
 
     async def _post(self, request: web.Request) -> web.Response:
-        self.offer(await self._svc.body(request, PolicySet))
+        policies = await self._svc.body(request, PolicySet)
+        if policies.version > (time.time() + MAX_SKEW_S) * 1000:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": f"policy version {policies.version} is from the future (clock skew)"}),
+                content_type="application/json",
+            )
+        self.offer(policies)
         return self._svc.reply(self.current)
 
     async def _get(self, _: web.Request) -> web.Response:

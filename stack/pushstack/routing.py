@@ -203,6 +203,7 @@ class LogicRouter:
 
     async def _post(self, idc: str, path: str, body: str) -> Accepted | None:
         answer = None
+        refused = False  # the gateway answered 4xx: the request was bad, the gateway is fine
         try:
             async with self._require_session().post(
                 self.urls[idc] + path, data=body, headers=self._headers, timeout=self._timeout
@@ -210,9 +211,12 @@ class LogicRouter:
                 raw = await resp.read()
                 if resp.status == 202:
                     answer = Accepted.model_validate_json(raw)
+                elif 400 <= resp.status < 500:
+                    refused = True
+                    log.warning("logic gateway %s refused %s (%d): %s", idc, path, resp.status, raw[:200])
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("logic gateway %s: %s failed: %r", idc, path, exc)
-        if answer is None:
+        if answer is None and not refused:
             self.mark(idc, False)
         return answer
 

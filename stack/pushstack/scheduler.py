@@ -118,9 +118,9 @@ class Scheduler(PushService):
         else:
             log.warning("%s: no store link; policies live in memory only", self.name)
             self._loaded = True
-        self.spawn(self._watch_routine(), "_watch_routine")
-        self.spawn(self._persist_routine(), "_persist_routine")
-        self.spawn(self._push_routine(), "_push_routine")
+        self.spawn(self._watch_routine, "_watch_routine")
+        self.spawn(self._persist_routine, "_persist_routine")
+        self.spawn(self._push_routine, "_push_routine")
         self._push.set()
 
     async def on_stop(self) -> None:

@@ -23,10 +23,14 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from pushctl.contract.api import MAX_BODY, MAX_PAYLOAD
 from pushctl.contract.topology import Inventory, Service
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("pushstack")
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+RESTART_RESET_S = 60.0  # a routine that ran this long before crashing restarts at the shortest backoff
 
 
 class PushService:
@@ -39,12 +43,16 @@ class PushService:
         self.name = name
         self.spec: Service = inventory.service(name)
         self.registry = CollectorRegistry()
-        self.app = web.Application(middlewares=[self._auth_middleware], client_max_size=64 * 1024 * 1024)
+        self.app = web.Application(middlewares=[self._auth_middleware], client_max_size=MAX_BODY)
         self._control_paths: set[tuple[str, str]] = set()
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = time.time()
         self._stopping = asyncio.Event()
+        self._down: dict[str, str] = {}  # supervised routines that crashed and wait to restart
+        self._m_restarts = self.counter(
+            "pushstack_routine_restarts_total", "Background routines restarted after a crash", ("routine",)
+        )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
         self.routes()
@@ -80,12 +88,37 @@ class PushService:
             return Histogram(name, doc, registry=self.registry)
         return Histogram(name, doc, buckets=buckets, registry=self.registry)
 
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        """A background routine; its crash is logged, never silently lost."""
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._routine_done)
+    def spawn(self, routine: Callable[[], Coroutine[Any, Any, None]], name: str) -> asyncio.Task[None]:
+        """Run `routine()` in the background under supervision (see `_supervise`)."""
+        task = asyncio.create_task(self._supervise(routine, name), name=name)
         self._tasks.append(task)
         return task
+
+    async def _supervise(self, routine: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """A routine that crashes is logged, shown on /healthz (degraded, by name) while it is down, and
+        started again after a backoff (0.5 s, doubling to 30 s; back to 0.5 s once it ran a minute).
+        A routine never dies quietly and never stays dead: a dependency that failed once (a Redis
+        timeout in the wrong place) must not stop the service's work for good."""
+        backoff = RESTART_MIN_S
+        while True:
+            started = time.monotonic()
+            try:
+                await routine()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                self._down[name] = f"crashed ({type(exc).__name__}), restarting"
+                self._m_restarts.labels(name).inc()
+                log.exception("routine %s crashed, restarting in %.1fs", name, backoff)
+            else:
+                return  # it ended by itself: its work is done
+            if time.monotonic() - started > RESTART_RESET_S:
+                backoff = RESTART_MIN_S
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_MAX_S)
+            self._down.pop(name, None)
 
     def link_url(self, role: str, scheme: str = "http") -> str:
         """URL of the link this service reaches `role` through (from its `connect` table)."""
@@ -106,11 +139,32 @@ class PushService:
 
     @staticmethod
     async def body(request: web.Request, model: type[BaseModelT]) -> BaseModelT:
+        """The request's JSON body as `model`: 415 unless JSON, 413 past the size limits, 400 if invalid."""
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(
+                text=_json_error(f"send application/json, not {request.content_type or 'nothing'}"),
+                content_type="application/json",
+            )
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(
+                MAX_BODY,
+                request.content_length,
+                text=_json_error(f"request body over {MAX_BODY} bytes"),
+                content_type="application/json",
+            )
         try:
             return model.model_validate_json(await request.read())
         except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == "string_too_long" and first["loc"] and first["loc"][-1] == "payload":
+                raise web.HTTPRequestEntityTooLarge(
+                    MAX_PAYLOAD,
+                    len(str(first.get("input", ""))),
+                    text=_json_error(f"payload over {MAX_PAYLOAD} characters at {first['loc']}"),
+                    content_type="application/json",
+                ) from None
             raise web.HTTPBadRequest(
-                text=_json_error(f"invalid body: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"),
+                text=_json_error(f"invalid body: {first['msg']} at {first['loc']}"),
                 content_type="application/json",
             ) from None
 
@@ -161,13 +215,6 @@ class PushService:
             await self._stopping.wait()
 
     # ---- internals --------------------------------------------------------------------------
-    def _routine_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._stopping.is_set():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("routine %s crashed: %r", task.get_name(), exc, exc_info=exc)
-
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource
@@ -182,6 +229,9 @@ class PushService:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         healthy, detail = self.health_detail()
+        if self._down:
+            healthy = False
+            detail = {**detail, **{f"routine {name}": why for name, why in self._down.items()}}
         body = {"status": "ok" if healthy else "degraded", "service": self.name, "detail": detail}
         return web.json_response(body, status=200)
 

@@ -236,6 +236,32 @@ def test_kill_9_during_a_drain_then_recover_restores_the_baseline(stack: Stack) 
     wait_baseline(stack)
 
 
+def test_recover_after_kill_9_during_a_region_failure_waits_for_the_auto_drain_to_go(stack: Stack) -> None:
+    """recover ends where an in-process rollback ends: the scheduler's own drain withdrawn too."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushctl.cli.main", "--inventory", stack.inventory.source,
+         "fail", "region", "--region", "east", "--mode", "link-down", "--duration", "60s", "--no-probe"],
+        env=stack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the scheduler drained east by itself
+        _, status = run_json(stack, "status")
+        if any(p["region"] == "east" and p["origin"] == "auto" for p in status["policies"]):
+            break
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError("the scheduler never drained east")
+    proc.kill()
+    proc.communicate(timeout=30)
+    code, data = run_json(stack, "recover")
+    assert code == 0, data
+    assert data["settled"]["auto_drain_withdrawn_s"] is not None
+    _, status = run_json(stack, "status")
+    assert status["policies"] == [] and status["faults"] == []  # at once, not 5-10 s later
+    wait_baseline(stack)
+
+
 @pytest.mark.parametrize(
     "args",
     [
