@@ -1,7 +1,7 @@
 """The control API every push service implements: paths, schemas, topic and key names.
 
-One OpenAPI document (docs/openapi.json, generated from these models by
-`python -m pushctl.contract.openapi`) describes them. Control endpoints need
+One OpenAPI document per service kind (docs/openapi/<kind>.json, generated from these models and
+`pushctl.contract.operations` by `python -m pushctl.contract.openapi`) describes them. Control endpoints need
 `Authorization: Bearer <inventory token>`; `/healthz` and `/metrics` do not.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 # ---- names shared by services and pushctl ------------------------------------------------------
 TOPIC_GROUP_PAYLOADS = "group-payloads"  # access -> kvwriter -> disk KV
@@ -35,6 +35,16 @@ MAX_GROUP = 100_000  # devices named in one group push
 MAX_BODY = 16 * 1024 * 1024  # bytes of one request body (413 beyond)
 MAX_RATE = 10_000_000.0  # a throttle limit or safe load, per second
 
+
+def _integral(value: object) -> object:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema says), "5" is not a number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# an integer as JSON Schema means it; the services validate bodies strictly, which alone refuses 5.0
+Int = Annotated[int, BeforeValidator(_integral)]
 Id = Annotated[
     str,
     Field(
@@ -66,6 +76,7 @@ Version = Annotated[
         description="the set's version: the scheduler's wall clock in milliseconds since the Unix epoch "
         "when it last changed; -1 for the empty set held before the first fetch",
     ),
+    BeforeValidator(_integral),  # after the bounds, so they stay JSON Schema (minimum), not a raw "ge"
 ]
 
 
@@ -108,8 +119,8 @@ class RegionState(_Schema):
     """What the scheduler knows of one region's broker."""
 
     healthy: bool = Field(description="the broker answered recently on both networks")
-    connections: int = Field(description="device connections the broker holds")
-    limit: int = Field(description="the broker's connection limit")
+    connections: Int = Field(description="device connections the broker holds")
+    limit: Int = Field(description="the broker's connection limit")
     drained: bool = Field(description="a drain policy is in force for the region")
 
 
@@ -160,7 +171,7 @@ class DeliverRequest(_Schema):
     """`POST /v1/deliver` on a broker."""
 
     messages: list[Message] = Field(max_length=MAX_GROUP, description=f"at most {MAX_GROUP} messages")
-    timeout_ms: int = Field(default=2000, ge=1, le=30000, description="milliseconds to wait for acks")
+    timeout_ms: Int = Field(default=2000, ge=1, le=30000, description="milliseconds to wait for acks")
 
 
 class DeliverResult(_Schema):
@@ -190,7 +201,7 @@ class Connections(_Schema):
 class ConnectionLimit(_Schema):
     """`PUT /v1/limit` on a broker: the most device connections it holds at once."""
 
-    limit: int = Field(ge=0, le=1_000_000, description="connections; 0 refuses every device")
+    limit: Int = Field(ge=0, le=1_000_000, description="connections; 0 refuses every device")
 
 
 # ---- logic gateway -----------------------------------------------------------------------------
