@@ -75,7 +75,7 @@ _FOLLOWER = [
         200,
         api.PolicySet,
         api.PolicySet,
-        errors={400: "Invalid body, or a version more than 60 s ahead of this service's clock"},
+        errors={409: "The version is more than 60 s ahead of this service's clock"},
     ),
     Operation("get", "/v1/policies", "The policy set this service follows", 200, api.PolicySet),
 ]

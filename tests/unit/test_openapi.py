@@ -116,7 +116,7 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("broker-south", "get", "/v1/connections", None),
     ("broker-south", "put", "/v1/limit", {"limit": 0}),
     ("broker-south", "put", "/v1/limit", {"limit": -1}),
-    ("broker-south", "post", "/v1/policies", {"version": 9_000_000_000_000_000, "policies": []}),
+    ("broker-south", "post", "/v1/policies", {"version": 9_000_000_000_000_000, "policies": []}),  # 409
     ("broker-south", "get", "/healthz", None),
     ("access", "get", "/v1/throttle", None),
     ("access", "put", "/v1/throttle", {"mode": "fixed", "limit_per_s": 100}),
@@ -162,3 +162,20 @@ async def test_every_control_operation_answers_401_with_www_authenticate_and_jso
 def test_the_documents_are_valid_json() -> None:
     for path in DOCS_DIR.glob("*.json"):
         assert json.loads(path.read_text())["openapi"] == "3.1.0"
+
+
+def _keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
+
+
+def test_bounds_are_json_schema_keywords_not_pydantic_leftovers() -> None:
+    """A bound pydantic cannot translate lands as a raw `ge`: tools ignore it and send what it forbids."""
+    for kind, doc in documents(INV).items():
+        leftovers = set(_keys(doc["components"]["schemas"])) & {"ge", "le", "gt", "lt", "min_length", "max_length"}
+        assert not leftovers, (kind, leftovers)
