@@ -1,130 +1,206 @@
-"""The one OpenAPI document for every push service's HTTP API, generated from the contract's models.
+"""One OpenAPI document per kind of push service, generated from the contract's models and an inventory.
 
-    python -m pushctl.contract.openapi > docs/openapi.json
+    python -m pushctl.contract.openapi            # writes docs/openapi/<kind>.json (reference inventory)
+    python -m pushctl.contract.openapi OUT_DIR --inventory my-topology.toml
 
-A unit test keeps the checked-in docs/openapi.json equal to what this produces.
+Each document has the kind's real paths at the address its services listen on (`servers`), every
+status its operations answer, and the request rules the services enforce: a request valid by the
+document is accepted, an invalid one refused. Rules that depend on the inventory (region and IDC
+names) are taken from it. A unit test keeps the checked-in docs/openapi/ equal to what this produces.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from pushctl.contract import api
+from pushctl.contract.operations import OPERATIONS, Body, Operation, Param
+from pushctl.contract.topology import Inventory, Service, ServiceKind, load_inventory
 
-# (service tag, method, path, request model, response model, status, summary, needs the token)
-Route = tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, int, str, bool]
-
-ROUTES: list[Route] = [
-    ("every service", "get", "/healthz", None, api.Health, 200, "Liveness and degraded state", False),
-    (
-        "dispatcher",
-        "get",
-        "/v1/endpoints",
-        None,
-        api.Endpoints,
-        200,
-        "Broker addresses for a device, nearest first",
-        False,
-    ),
-    ("dispatcher", "post", "/v1/policies", api.PolicySet, None, 204, "The scheduler pushes its policy set", True),
-    ("dispatcher", "get", "/v1/policies", None, api.PolicySet, 200, "The policy set the dispatcher follows", True),
-    ("scheduler", "get", "/v1/policies", None, api.PolicySet, 200, "Policies and region health", True),
-    ("scheduler", "post", "/v1/policies", api.PolicyIn, api.Policy, 201, "Add a drain policy", True),
-    ("scheduler", "delete", "/v1/policies", None, None, 204, "Withdraw every policy", True),
-    ("scheduler", "delete", "/v1/policies/{id}", None, None, 204, "Withdraw one policy", True),
-    (
-        "scheduler",
-        "get",
-        "/v1/auto",
-        None,
-        api.AutoMode,
-        200,
-        "Whether the scheduler drains failed regions itself",
-        True,
-    ),
-    ("scheduler", "put", "/v1/auto", api.AutoMode, api.AutoMode, 200, "Switch automatic drains on or off", True),
-    ("broker", "post", "/v1/deliver", api.DeliverRequest, api.DeliverResult, 200, "Write pushes, wait for acks", True),
-    ("broker", "get", "/v1/connections", None, api.Connections, 200, "Connections, limit, draining", True),
-    ("broker", "put", "/v1/limit", api.ConnectionLimit, api.Connections, 200, "Set the connection limit", True),
-    ("broker", "post", "/v1/policies", api.PolicySet, None, 204, "The scheduler pushes its policy set", True),
-    ("broker", "get", "/v1/policies", None, api.PolicySet, 200, "The policy set the broker follows", True),
-    ("diskkv", "put", "/v1/kv/{key}", None, None, 204, "Store one value (the request body, bytes); fsynced", True),
-    ("diskkv", "post", "/v1/kv", None, None, 204, 'Store many: {"items": {key: value}}; one fsynced commit', True),
-    ("diskkv", "get", "/v1/kv/{key}", None, None, 200, "The stored bytes; 404 when absent", True),
-    ("logic", "post", "/v1/push", api.PushBatch, api.Accepted, 202, "Accept single pushes", True),
-    ("logic", "post", "/v1/group", api.GroupTask, api.Accepted, 202, "Accept a group fan-out", True),
-    ("logic", "get", "/v1/routing", None, api.RoutingWeights, 200, "Routing weights between IDCs", True),
-    ("logic", "put", "/v1/routing", api.RoutingWeights, api.RoutingWeights, 200, "Set routing weights", True),
-    ("logic", "get", "/v1/load", None, api.LogicLoad, 200, "Load figures for the access tier's throttle", True),
-    ("access", "post", "/v1/push/single", api.SinglePush, api.AccessResult, 200, "One single push", True),
-    ("access", "post", "/v1/push/batch", api.SingleBatch, api.AccessResult, 200, "Many single pushes", True),
-    ("access", "post", "/v1/push/group", api.GroupPush, api.AccessResult, 200, "A group push", True),
-    ("access", "get", "/v1/storage", None, api.StorageMode, 200, "Storage mode (redis or fallback)", True),
-    ("access", "get", "/v1/throttle", None, api.Throttle, 200, "Throttle setting", True),
-    ("access", "put", "/v1/throttle", api.Throttle, api.Throttle, 200, "Set the throttle", True),
-]
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs" / "openapi"
+JSON = "application/json"
+WWW_AUTHENTICATE = "Bearer"  # what every 401 carries in WWW-Authenticate (RFC 6750)
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def control_port(svc: Service) -> int:
+    """The port a service answers its HTTP API on: a broker's devices have its main port."""
+    return svc.internal_port if svc.kind == ServiceKind.BROKER and svc.internal_port else svc.port
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
-    models = sorted({m for r in ROUTES for m in (r[3], r[4]) if m is not None}, key=lambda m: m.__name__)
-    _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
-    paths: dict[str, dict[str, Any]] = {}
-    for tag, method, path, body, reply, status, summary, token in ROUTES:
-        slug = path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
-        op: dict[str, Any] = {
-            "tags": [tag],
-            "summary": summary,
-            "operationId": f"{tag.replace(' ', '_')}_{method}_{slug}",
-            "responses": {str(status): {"description": "OK"}},
+def _models(ops: list[Operation]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    wanted: set[tuple[type[BaseModel], JsonSchemaMode]] = {(api.Error, "serialization")}
+    for op in ops:
+        if isinstance(op.request, type):
+            wanted.add((op.request, "validation"))
+        if isinstance(op.reply, type):
+            wanted.add((op.reply, "serialization"))
+        wanted.update((m, "serialization") for models in op.error_bodies.values() for m in models)
+    return sorted(wanted, key=lambda pair: (pair[0].__name__, pair[1]))
+
+
+def _narrow(defs: dict[str, Any], inv: Inventory) -> None:
+    """Rules the models cannot know: the names this inventory gives its regions and IDCs."""
+    regions = sorted(inv.regions)
+    idcs = sorted({s.idc for s in inv.services_of(ServiceKind.LOGIC).values() if s.idc})
+    for name, schema in defs.items():
+        base = name.split("-")[0]
+        props = schema.get("properties", {})
+        if base == "PolicyIn":
+            props["region"]["enum"] = regions
+        elif base == "GroupPush":
+            props["region"]["anyOf"][0]["enum"] = regions
+        elif base == "RoutingWeights":
+            weights = props["weights"]
+            weights["propertyNames"] = {"enum": idcs}
+            # at least one weight positive: the logic gateway refuses an all-zero split
+            weights["anyOf"] = [{"required": [idc], "properties": {idc: {"exclusiveMinimum": 0}}} for idc in idcs]
+
+
+def _content(body: Body, refs: dict[tuple[type[BaseModel], JsonSchemaMode], Any], mode: JsonSchemaMode) -> Any:
+    if body == "bytes":
+        return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    if body == "text":
+        return {"text/plain": {"schema": {"type": "string"}}}
+    assert isinstance(body, type)  # noqa: S101 - None has no content; callers skip it
+    return {JSON: {"schema": refs[(body, mode)]}}
+
+
+def _parameter(param: Param, inv: Inventory) -> dict[str, Any]:
+    if param == "id":
+        return {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "description": "a policy's id",
+            "schema": {"type": "string", "minLength": 1},
         }
-        if reply is not None:
-            op["responses"][str(status)]["content"] = {"application/json": {"schema": _ref(reply)}}
-        if body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
-        if token:
-            op["security"] = [{"bearer": []}]
-            op["responses"]["401"] = {"description": "missing or wrong bearer token"}
-        for param in ("id", "key"):
-            if f"{{{param}}}" in path:
-                op["parameters"] = [{"name": param, "in": "path", "required": True, "schema": {"type": "string"}}]
-        if path == "/v1/endpoints":
-            op["parameters"] = [
-                {"name": "device", "in": "query", "required": True, "schema": {"type": "string"}},
-                {"name": "region", "in": "query", "required": False, "schema": {"type": "string"}},
-            ]
-        paths.setdefault(path if tag == "every service" else f"/{tag}{path}", {})[method] = op
+    if param == "key":
+        return {
+            "name": "key",
+            "in": "path",
+            "required": True,
+            "description": "the value's key",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    if param == "device":
+        return {
+            "name": "device",
+            "in": "query",
+            "required": True,
+            "description": "the device's id",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    return {
+        "name": "region",
+        "in": "query",
+        "required": False,
+        "description": "the device's home region (default: a stable hash of its id over the regions' weights)",
+        "schema": {"type": "string", "enum": sorted(inv.regions)},
+    }
+
+
+def _operation(kind: ServiceKind, op: Operation, inv: Inventory, refs: dict[Any, Any]) -> dict[str, Any]:
+    slug = op.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+    responses: dict[str, Any] = {}
+    for status, why in op.statuses.items():
+        answer: dict[str, Any] = {"description": why}
+        if status == op.ok:
+            if op.reply is not None:
+                answer["content"] = _content(op.reply, refs, "serialization")
+        else:
+            bodies = op.error_bodies.get(status, (api.Error,))
+            schemas = [refs[(m, "serialization")] for m in bodies]
+            answer["content"] = {JSON: {"schema": schemas[0] if len(schemas) == 1 else {"oneOf": schemas}}}
+        if status == 401:
+            answer["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "the scheme to authenticate with",
+                    "required": True,
+                    "schema": {"type": "string", "const": WWW_AUTHENTICATE},
+                }
+            }
+        responses[str(status)] = answer
+    out: dict[str, Any] = {
+        "tags": [kind.value],
+        "summary": op.summary,
+        "operationId": f"{kind.value}_{op.method}_{slug}",
+        "responses": responses,
+    }
+    if op.params:
+        out["parameters"] = [_parameter(p, inv) for p in op.params]
+    if op.request == "bytes":
+        out["requestBody"] = {"required": False, "content": _content(op.request, refs, "validation")}
+    elif op.request is not None:
+        out["requestBody"] = {"required": True, "content": _content(op.request, refs, "validation")}
+    out["security"] = [{"bearer": []}] if op.token else []
+    return out
+
+
+def document(kind: ServiceKind, inv: Inventory | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of one kind of service, at the addresses `inv` gives it."""
+    inv = inv or load_inventory()
+    ops = OPERATIONS[kind]
+    refs, defs = models_json_schema(_models(ops), ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = defs.get("$defs", {})
+    _narrow(schemas, inv)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        paths.setdefault(op.path, {})[op.method] = _operation(kind, op, inv, refs)
+    servers = [
+        {
+            "url": f"http://{svc.host}:{{port}}",
+            "description": name,
+            "variables": {"port": {"default": str(control_port(svc))}},
+        }
+        for name, svc in sorted(inv.services_of(kind).items())
+    ]
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "pushctl platform control API",
+            "title": f"{kind.value}: push service control API",
             "version": "1",
             "description": (
-                "The contract pushctl drives: every push service of the reference stack implements its part. "
-                "Paths are prefixed with the service kind here only to keep them apart in one document; "
-                "each service serves its own paths at its own address. `/metrics` (Prometheus text) "
-                "is on every service too."
+                f"The HTTP API every `{kind.value}` of a platform pushctl drives implements; the servers "
+                f"are those of inventory `{inv.name}`. Control operations need `Authorization: Bearer "
+                "<inventory token>`; limits are in docs/protocol.md, section 9."
             ),
         },
+        "servers": servers,
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 
 
-def main() -> None:
-    sys.stdout.write(json.dumps(document(), indent=2, sort_keys=True) + "\n")
+def documents(inv: Inventory | None = None) -> dict[ServiceKind, dict[str, Any]]:
+    """Every kind's document, keyed by kind."""
+    inv = inv or load_inventory()
+    return {kind: document(kind, inv) for kind in OPERATIONS}
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pushctl.contract.openapi", description=__doc__)
+    parser.add_argument("out", nargs="?", default=str(DOCS_DIR), help="directory for <kind>.json")
+    parser.add_argument("--inventory", default=None)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, doc in documents(load_inventory(args.inventory)).items():
+        (out / f"{kind.value}.json").write_text(render(doc))
+        sys.stdout.write(f"{out / kind.value}.json\n")
 
 
 if __name__ == "__main__":

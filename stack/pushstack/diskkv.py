@@ -20,8 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pushctl.contract.api import KVBatch, KVStored
 from pushctl.contract.topology import Inventory
-from pushstack.kvclient import KVBatch, KVStored
 from pushstack.service import PushService
 
 DATA_DIR_ENV = "PUSHCTL_DATA_DIR"
@@ -33,9 +33,7 @@ class SqliteKV:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(path)
-        self._writer.execute(
-            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
-        )
+        self._writer.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
         self._reader = self._connect(path)
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -168,7 +166,5 @@ class DiskKV(PushService):
 
     def _require_db(self) -> SqliteKV:
         if self._db is None:
-            raise web.HTTPServiceUnavailable(
-                text='{"error": "disk KV not open"}', content_type="application/json"
-            )
+            raise web.HTTPServiceUnavailable(text='{"error": "disk KV not open"}', content_type="application/json")
         return self._db

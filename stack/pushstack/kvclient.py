@@ -12,16 +12,8 @@ await kv.get("group-payload:g1")    # "hello", or None when absent
 from __future__ import annotations
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict
 
-
-class KVBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: dict[str, str]
-
-
-class KVStored(BaseModel):
-    stored: int
+from pushctl.contract.api import KVBatch, KVStored
 
 
 class DiskKVError(Exception):

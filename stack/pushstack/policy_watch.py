@@ -4,9 +4,10 @@ Brokers and the dispatcher hold a copy of the scheduler's `PolicySet`. The sched
 change to `POST /v1/policies`; the follower also polls `GET /v1/policies` on the scheduler every
 second, so a lost push (a broken link, a restart) heals within about a second. A set replaces the
 held one when its version is at least as high (equal versions still carry fresh region health). A
-pushed set from the future (more than `MAX_SKEW_S` ahead of this clock) is refused with 400, and a
-held set from the future gives way to whatever the scheduler answers when polled: one bad request,
-or a clock that jumped, cannot make a broker ignore the scheduler until it restarts.
+pushed set from the future (more than `MAX_SKEW_S` ahead of this clock) is refused with 409 (the body
+is valid; it conflicts with this clock), and a held set from the future gives way to whatever the
+scheduler answers when polled: one bad request, or a clock that jumped, cannot make a broker ignore
+the scheduler until it restarts.
 
     follower = PolicyFollower(service, on_change=self._apply)
     follower.routes()          # POST/GET /v1/policies on the service's control API
@@ -159,7 +160,7 @@ class PolicyFollower:
     async def _post(self, request: web.Request) -> web.Response:
         policies = await self._svc.body(request, PolicySet)
         if policies.version > (time.time() + MAX_SKEW_S) * 1000:
-            raise web.HTTPBadRequest(
+            raise web.HTTPConflict(
                 text=json.dumps({"error": f"policy version {policies.version} is from the future (clock skew)"}),
                 content_type="application/json",
             )

@@ -153,7 +153,9 @@ class PushService:
                 content_type="application/json",
             )
         try:
-            return model.model_validate_json(await request.read())
+            # strict: a JSON value of another type ("5" for 5, "true" for true) is refused, as the
+            # OpenAPI documents say, rather than coerced
+            return model.model_validate_json(await request.read(), strict=True)
         except ValidationError as exc:
             first = exc.errors()[0]
             if first["type"] == "string_too_long" and first["loc"] and first["loc"][-1] == "payload":
@@ -223,7 +225,10 @@ class PushService:
             expected = f"Bearer {self.inv.token}"
             if request.headers.get("Authorization") != expected:
                 return web.Response(
-                    status=401, text=_json_error("missing or wrong bearer token"), content_type="application/json"
+                    status=401,
+                    text=_json_error("missing or wrong bearer token"),
+                    content_type="application/json",
+                    headers={"WWW-Authenticate": "Bearer"},  # RFC 6750: say which scheme to use
                 )
         return await handler(request)
 

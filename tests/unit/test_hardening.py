@@ -145,7 +145,7 @@ async def test_a_policy_version_from_the_future_is_refused_and_a_held_one_gives_
     auth = {"Authorization": f"Bearer {INV.token}"}
     async with TestClient(TestServer(svc.app)) as client:
         resp = await client.post("/v1/policies", json={"version": 9_000_000_000_000_000, "policies": []}, headers=auth)
-        assert resp.status == 400 and "future" in (await resp.json())["error"]
+        assert resp.status == 409 and "future" in (await resp.json())["error"]
     now_ms = int(time.time() * 1000)
     svc.follower.current = PolicySet(version=now_ms + 10**9, policies=[])  # held from before the fix
     assert not svc.follower.offer(PolicySet(version=now_ms, policies=[]))  # a push: still older
