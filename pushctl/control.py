@@ -250,6 +250,19 @@ class PlatformClient:
             return None
         return await self.metric_value(bypass, "pushstack_bypass_lag")
 
+    async def dead_letters(self) -> dict[str, float] | None:
+        """Records the bypass consumer dead-lettered since it started, by reason (None without one)."""
+        bypass = next(iter(self.inv.services_of(ServiceKind.BYPASS)), None)
+        if bypass is None:
+            return None
+        text = await self.metrics(bypass)
+        counts: dict[str, float] = {}
+        for reason in ("unparseable", "undeliverable"):
+            value = sum_samples(text, "pushstack_bypass_deadletter_total", {"reason": reason})
+            if value is not None:
+                counts[reason] = value
+        return counts
+
 
 def sum_samples(text: str, metric: str, labels: Mapping[str, str] | None = None) -> float | None:
     """The sum of the samples named `metric` in Prometheus text whose labels include `labels`.

@@ -373,12 +373,22 @@ def live_status(data: Mapping[str, Any]) -> None:
             + (f" ({throttle['limit_per_s']:g}/s)" if throttle.get("limit_per_s") else ""),
             "storage mode": storage.get("mode", storage.get("error", "-")),
             "kafka buffer lag": data.get("buffer_lag"),
+            "dead letters": _dead_letter_line(data.get("dead_letters") or {}),
             "held / open actions": ", ".join(
                 f"{a['action']} {a['params']} ({a['status']})" for a in data.get("actions", [])
             )
             or "none",
         },
     )
+
+
+def _dead_letter_line(dead: Mapping[str, Any]) -> str:
+    records = dead.get("records")
+    line = f"{records} in {dead.get('topic', '?')}" if records is not None else dead.get("error", "-")
+    counted = dead.get("bypass")
+    if isinstance(counted, Mapping) and "error" not in counted and counted:
+        line += " (bypass since start: " + ", ".join(f"{k} {v:g}" for k, v in counted.items()) + ")"
+    return str(line)
 
 
 # ---- experiments --------------------------------------------------------------------------------

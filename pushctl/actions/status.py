@@ -6,10 +6,12 @@ import asyncio
 from typing import Any
 
 from pushctl.actions.journal import load_entries
+from pushctl.contract.api import TOPIC_DEADLETTER
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError
 from pushctl.faults.links import list_faults
+from pushctl.probe.deadletters import DeadLetterScan, scan_dead_letters
 
 
 async def _safe(coro: Any) -> Any:
@@ -27,7 +29,7 @@ def _dump(value: Any) -> Any:
 
 async def live_status(inv: Inventory) -> dict[str, Any]:
     async with PlatformClient(inv, timeout=2.0) as api:
-        policies, connections, routing, throttle, storage, faults, lag = await asyncio.gather(
+        policies, connections, routing, throttle, storage, faults, lag, dead, counted = await asyncio.gather(
             _safe(api.policies()),
             api.all_connections(),
             _safe(api.routing()),
@@ -35,6 +37,8 @@ async def live_status(inv: Inventory) -> dict[str, Any]:
             _safe(api.storage()),
             _safe(list_faults(inv)),
             _safe(api.buffer_lag()),
+            _safe(scan_dead_letters(inv, read=False, timeout=3.0)),
+            _safe(api.dead_letters()),
         )
     held = [
         {"journal": e.id, "action": e.action, "params": e.params, "status": e.status}
@@ -51,5 +55,16 @@ async def live_status(inv: Inventory) -> dict[str, Any]:
         "storage": _dump(storage),
         "faults": [f.to_json() for f in faults if f.toxics or not f.enabled] if isinstance(faults, list) else faults,
         "buffer_lag": lag,
+        "dead_letters": _dead_letters(dead, counted),
         "actions": held,
     }
+
+
+def _dead_letters(scan: DeadLetterScan | dict[str, str] | None, counted: Any) -> dict[str, Any]:
+    """The dead-letter topic's record count (all time) beside the bypass's counters (since it started)."""
+    out: dict[str, Any] = {"topic": TOPIC_DEADLETTER, "records": None, "bypass": counted}
+    if isinstance(scan, DeadLetterScan):
+        out["records"] = scan.records
+    elif isinstance(scan, dict):
+        out["error"] = scan["error"]
+    return out

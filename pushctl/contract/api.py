@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 # ---- names shared by services and pushctl ------------------------------------------------------
 TOPIC_GROUP_PAYLOADS = "group-payloads"  # access -> kvwriter -> disk KV
 TOPIC_BUFFER = "buffer"  # access (throttled) -> bypass consumer -> logic
+TOPIC_DEADLETTER = "push-deadletter"  # bypass: records it cannot parse or forward (contract.deadletter)
 KEY_ROUTES = "routes"  # store hash: device -> broker name
 KEY_REGION_DEVICES = "region-devices:{region}"  # store set: devices seen in a region
 KEY_OFFLINE = "offline:{device}"  # store hash: message id -> message JSON

@@ -15,7 +15,9 @@ The SLO counts messages to online devices. A message sent to a device that was a
 (the probe took it offline) is in the `offline` class: its clock starts when the device is back,
 so it is on time when it arrives within `deadline` of the return (the platform's offline queue at
 work), and lost when it never does. Messages the platform refused with an answer are `rejected`
-(visible, so not lost); deliveries of ids nobody sent to that device are `unexpected`.
+(visible, so not lost), and so are those it accepted but then put in its dead-letter topic
+(`dead_lettered`, counted in `rejected` too); deliveries of ids nobody sent to that device are
+`unexpected`.
 
 A group push to N devices counts as N expected deliveries; `by_kind` splits single pushes, group
 pushes to a device list and group pushes to a region. Ledgers merge exactly (`merge`): a sharded
@@ -142,6 +144,7 @@ class LedgerSummary(Counts):
     per_second: tuple[Second, ...] = ()
     unexpected: int = 0  # frames of ids nobody sent to that device (or that the platform had refused)
     rejected: int = 0  # expected deliveries of pushes the platform refused with an answer (not lost)
+    dead_lettered: int = 0  # of which accepted, then kept in the platform's dead-letter topic
     pending: int = 0  # offline-class deliveries not due yet at the cutoff (the device came back just now)
     deadline_s: float = 1.0
 
@@ -156,6 +159,7 @@ class LedgerSummary(Counts):
         out = super().to_json()
         out["unexpected"] = self.unexpected
         out["rejected"] = self.rejected
+        out["dead_lettered"] = self.dead_lettered
         out["pending"] = self.pending
         out["online"] = self.online.to_json()
         out["offline"] = self.offline.to_json()
@@ -240,6 +244,7 @@ class Ledger:
         self._deliveries: dict[tuple[str, str], Delivery] = {}
         self._away: dict[str, list[Away]] = {}
         self._rejected: set[str] = set()
+        self._dead_lettered: set[str] = set()
         # live counters, kept incrementally (the summary recomputes everything from the records)
         self._live: dict[int, list[int]] = {}  # second -> [sent, on_time, late]
         self._expected = self._delivered = self._on_time = self._late = 0
@@ -273,6 +278,11 @@ class Ledger:
         """The platform answered that it did not take `msg_id` (visibly refused: not a loss)."""
         self._rejected.add(msg_id)
 
+    def dead_lettered(self, msg_id: str) -> None:
+        """The platform accepted `msg_id`, then put it in its dead-letter topic: visibly rejected."""
+        self._rejected.add(msg_id)
+        self._dead_lettered.add(msg_id)
+
     def delivered(self, msg_id: str, device: str, at: float, *, app: bool = True) -> None:
         """A push frame for `msg_id` reached `device` at `at`; `app` if de-duplication passed it on."""
         self._add(msg_id, device, at, 1, 1 if app else 0)
@@ -299,6 +309,7 @@ class Ledger:
         for msg_id, rec in other._sent.items():
             self.sent(msg_id, rec.at, rec.devices, open=rec.open, kind=rec.kind)
         self._rejected |= other._rejected
+        self._dead_lettered |= other._dead_lettered
         for device, spans in other._away.items():
             mine = self._away.setdefault(device, [])
             known = {(s.start, s.planned_end) for s in mine}
@@ -321,6 +332,10 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._sent)
 
+    def __contains__(self, msg_id: object) -> bool:
+        """Whether `msg_id` was sent (by this ledger's sender)."""
+        return msg_id in self._sent
+
     # ---- wire form (how a worker ships its partial ledger to the parent) ---------------------
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -330,6 +345,7 @@ class Ledger:
             "sent": [[i, s.at, sorted(s.devices), s.open, s.kind] for i, s in self._sent.items()],
             "deliveries": [[i, dev, d.first_at, d.raw, d.app] for (i, dev), d in self._deliveries.items()],
             "rejected": sorted(self._rejected),
+            "dead_lettered": sorted(self._dead_lettered),
             "away": [[dev, s.start, s.planned_end, s.back_at] for dev, spans in self._away.items() for s in spans],
         }
 
@@ -344,6 +360,8 @@ class Ledger:
         for msg_id, device, first_at, raw, app in data.get("deliveries", []):
             ledger._add(str(msg_id), str(device), float(first_at), int(raw), int(app))
         ledger._rejected.update(str(i) for i in data.get("rejected", []))
+        for msg_id in data.get("dead_lettered", []):
+            ledger.dead_lettered(str(msg_id))
         for device, start, planned_end, back_at in data.get("away", []):
             ledger._away.setdefault(str(device), []).append(
                 Away(float(start), float(planned_end), None if back_at is None else float(back_at))
@@ -371,13 +389,14 @@ class Ledger:
         regions: dict[str, _Acc] = {}
         kinds: dict[str, _Acc] = {}
         seconds: dict[int, list[int]] = {}
-        rejected = pending = 0
+        rejected = dead_lettered = pending = 0
         for msg_id, rec in self._sent.items():
             if (since is not None and rec.at < since) or (until is not None and rec.at >= until):
                 continue
             targets = rec.devices | receivers.get(msg_id, frozenset())
             if msg_id in self._rejected:
                 rejected += len(rec.devices)
+                dead_lettered += len(rec.devices) if msg_id in self._dead_lettered else 0
                 continue
             second = seconds.setdefault(max(0, math.floor(rec.at - t0)), [0, 0, 0, 0])
             kind = kinds.setdefault(rec.kind, _Acc())
@@ -416,6 +435,7 @@ class Ledger:
             per_second=per_second,
             unexpected=self._unexpected(receivers, since, until),
             rejected=rejected,
+            dead_lettered=dead_lettered,
             pending=pending,
             deadline_s=self.deadline,
         )

@@ -16,6 +16,7 @@ always terminates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import secrets
@@ -31,6 +32,7 @@ import httpx
 from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
 from pushctl.errors import PushctlError, TargetUnreachable, UsageError
 from pushctl.probe._tasks import cancel_and_wait
+from pushctl.probe.deadletters import scan_dead_letters
 from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent
 from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, MAX_DEVICES_PER_PROCESS, Fleet, device_ids, spread
 from pushctl.probe.ledger import Ledger, LedgerSummary, Progress, percentile
@@ -39,6 +41,7 @@ from pushctl.probe.sender import Sender, SenderStats
 from pushctl.probe.shards import WorkerShard
 
 Phase = Literal["idle", "connecting", "sending", "grace", "done"]
+log = logging.getLogger("pushctl.probe")
 MAX_PROBE_DEVICES = 50_000  # what one machine holds (descriptors, memory; docs/protocol.md "Limits")
 MAX_PROBE_RATE = 100_000.0  # single pushes per second from one prober
 MAX_PROBE_DURATION_S = 24 * 3600.0
@@ -399,6 +402,7 @@ class Probe:
             inventory, reconnect=options.reconnect, recheck_s=options.recheck_s, keepalive=options.keepalive
         )
         self.access_url = access_url(inventory)
+        self._inventory = inventory
         self._token = inventory.token
         counts = spread(options.devices, region_weights(inventory, options.regions))
         check_toxiproxy_room(inventory, counts)
@@ -534,8 +538,24 @@ class Probe:
                 await self._wait_outstanding(self._cutoff)
         finally:
             await self.close()
+        await self._mark_dead_letters()
         self._summary = self.ledger.summary(cutoff=self._cutoff, final=True)
         return self._summary
+
+    async def _mark_dead_letters(self) -> None:
+        """Pushes the platform accepted and then dead-lettered were visibly rejected, not lost: read
+        its dead-letter topic (only when something is missing) and say so in the ledger."""
+        if self.ledger.outstanding == 0 or self.ledger.t0 is None:
+            return
+        try:
+            # a minute's slack for the clocks of the machines that wrote the records
+            scan = await scan_dead_letters(self._inventory, since=self.ledger.t0 - 60.0, timeout=5.0)
+        except TargetUnreachable as exc:
+            log.warning("missing pushes not checked against the dead-letter topic: %s", exc.message)
+            return
+        for msg_id in scan.ids() if scan is not None else ():
+            if msg_id in self.ledger:
+                self.ledger.dead_lettered(msg_id)
 
     async def _wait_outstanding(self, cutoff: float) -> None:
         """Until every expected message arrived (plus a short settle for duplicates) or the cutoff."""

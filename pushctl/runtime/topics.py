@@ -7,12 +7,12 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pushctl.contract.api import TOPIC_BUFFER, TOPIC_GROUP_PAYLOADS
+from pushctl.contract.api import TOPIC_BUFFER, TOPIC_DEADLETTER, TOPIC_GROUP_PAYLOADS
 from pushctl.contract.topology import Inventory
 from pushctl.errors import ComponentFailed
 
-# the buffer has several partitions so the bypass consumer can scale its workers
-TOPICS = {TOPIC_GROUP_PAYLOADS: 2, TOPIC_BUFFER: 4}
+# the buffer has several partitions so the bypass consumer can scale its workers; dead letters are rare
+TOPICS = {TOPIC_GROUP_PAYLOADS: 2, TOPIC_BUFFER: 4, TOPIC_DEADLETTER: 1}
 
 
 async def ensure_topics(inv: Inventory, kafka_service: str, *, timeout: float = 30.0) -> None:

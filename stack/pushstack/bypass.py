@@ -7,7 +7,9 @@ consumer forwards them with the same weights and failover as the access tier
 them down when busy, a backlog with headroom pushes them up. The machine's CPU (/proc/stat, else
 the load average) can push them down too, but is off by default: on a shared box the probe and the
 proxies keep it high and the buffer would never drain. Offsets are committed only after the
-gateways accepted every message.
+gateways accepted every message, or it went to the dead-letter topic: a record that is not a
+PushBatch, or a message the gateways refuse as invalid (`pushstack.deadletters`). Messages no
+gateway takes for any other reason (an IDC outage) are retried until one does.
 
 Environment: PUSHCTL_BYPASS_MIN_WORKERS (1), PUSHCTL_BYPASS_MAX_WORKERS (8),
 PUSHCTL_BYPASS_CPU_TARGET (0.5 of one core), PUSHCTL_BYPASS_SYSTEM_MAX (1.0 = off, e.g. 0.9),
@@ -27,14 +29,17 @@ from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unus
 from pydantic import ValidationError
 
 from pushctl.contract.api import TOPIC_BUFFER, Message, PushBatch
+from pushctl.contract.deadletter import DeadLetter
 from pushctl.contract.topology import Inventory
-from pushstack.kafkaio import commit, group_consumer, lag, poll, start_consumer, stop_quietly
-from pushstack.routing import LogicRouter
+from pushstack.deadletters import DeadLetterSink, Settled, refusal_reason, settle
+from pushstack.kafkaio import KafkaProducerLink, commit, group_consumer, lag, poll, start_consumer, stop_quietly
+from pushstack.routing import LogicRouter, Refusal
 from pushstack.service import PushService
 from pushstack.throttle import TokenBucket
 
 GROUP_ID = "bypass"
 log = logging.getLogger("pushstack.bypass")
+Origin = tuple[str, int, int]  # topic, partition, offset of the record a message came in
 
 
 class CpuGovernor:
@@ -113,13 +118,19 @@ class BypassConsumer(PushService):
         self.consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
         self.cpu = 0.0
-        self.m_consumed = self.counter(
-            "pushstack_bypass_consumed_total", "Buffered messages forwarded to logic."
-        )
+        self.m_consumed = self.counter("pushstack_bypass_consumed_total", "Buffered messages forwarded to logic.")
         self.m_records = self.counter("pushstack_bypass_records_total", "Buffer records consumed.")
         self.m_bad = self.counter("pushstack_bypass_bad_records_total", "Records that are not a PushBatch.")
-        self.m_errors = self.counter(
-            "pushstack_bypass_forward_errors_total", "Messages no gateway took (retried)."
+        self.m_errors = self.counter("pushstack_bypass_forward_errors_total", "Messages no gateway took (retried).")
+        self.m_deadletter = self.counter(
+            "pushstack_bypass_deadletter_total",
+            "Records written to the dead-letter topic, by reason (unparseable, undeliverable).",
+            ("reason",),
+        )
+        for reason in ("unparseable", "undeliverable"):
+            self.m_deadletter.labels(reason)  # exported at 0 from the start: a check reads a number
+        self.deadletters = DeadLetterSink(
+            KafkaProducerLink(self.bootstrap, client_id=f"{name}-deadletter"), self.m_deadletter
         )
         self.gauge("pushstack_bypass_workers", "Concurrent forwarding tasks.").set_function(
             lambda: self.governor.workers
@@ -127,9 +138,7 @@ class BypassConsumer(PushService):
         self.gauge("pushstack_bypass_rate_limit", "Messages/s the CPU governor allows.").set_function(
             lambda: self.governor.rate
         )
-        self.gauge("pushstack_bypass_cpu", "This process's CPU, fraction of one core.").set_function(
-            lambda: self.cpu
-        )
+        self.gauge("pushstack_bypass_cpu", "This process's CPU, fraction of one core.").set_function(lambda: self.cpu)
         self.gauge("pushstack_bypass_lag", "Buffer records not yet consumed.").set_function(self._lag)
 
     def _lag(self) -> int:
@@ -138,18 +147,21 @@ class BypassConsumer(PushService):
     async def on_start(self) -> None:
         self.router = LogicRouter(self.inv, self.inv.token)
         await self.router.start()
+        self.spawn(self.deadletters.kafka.connect_routine, "_deadletter_routine")
         self.spawn(self._consume_routine, "_consume_routine")
         self.spawn(self._governor_routine, "_governor_routine")
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
             await stop_quietly(self.consumer)
+        await self.deadletters.kafka.close()
         await self.router.close()
 
     def health_detail(self) -> tuple[bool, dict[str, str]]:
         return True, {
             "kafka": "consuming" if self.consumer is not None else "connecting",
             "workers": str(self.governor.workers),
+            "dead_letters": str(self.deadletters.written),
         }
 
     async def _governor_routine(self) -> None:
@@ -175,17 +187,24 @@ class BypassConsumer(PushService):
             if not polled:
                 continue
             messages: list[Message] = []
+            origin: dict[int, Origin] = {}  # id(message) -> its record, for a dead letter
+            unreadable: list[DeadLetter] = []
             for records in polled.values():
                 for rec in records:
                     self.m_records.inc()
                     try:
-                        messages.extend(PushBatch.model_validate_json(rec.value or b"").messages)
+                        batch = PushBatch.model_validate_json(rec.value or b"")
                     except ValidationError as exc:
-                        # the access tier validates every push before buffering it: this is a bug, say so
+                        # the access tier validates every push before buffering it: this is a bug, keep the record
                         self.m_bad.inc()
-                        log.error("dropping unreadable buffer record at offset %s: %s", rec.offset, exc)  # noqa: TRY400 - the validation error says it all
+                        unreadable.append(_unparseable(rec.value or b"", (rec.topic, rec.partition, rec.offset), exc))
+                        continue
+                    origin.update((id(m), (rec.topic, rec.partition, rec.offset)) for m in batch.messages)
+                    messages.extend(batch.messages)
+            await self.deadletters.write(unreadable)
             await self._pace(len(messages))
-            await self._forward(messages)
+            refused = await self._forward(messages)
+            await self.deadletters.write([_undeliverable(m, origin[id(m)], r) for m, r in refused])
             # a failed commit sends the records again: at-least-once, devices de-duplicate
             await commit(consumer, polled, self._next, what=self.name)
 
@@ -195,23 +214,46 @@ class BypassConsumer(PushService):
             if n > 0:
                 await asyncio.sleep(max(self.bucket.wait_time(n), 0.005))
 
-    async def _forward(self, messages: list[Message]) -> None:
-        """Forward with `workers` concurrent requests; retry what no gateway took until taken."""
+    async def _forward(self, messages: list[Message]) -> list[tuple[Message, Refusal]]:
+        """Forward with `workers` concurrent requests; retry what no gateway took until taken.
+        Returns the messages the gateways refused as invalid (to be dead-lettered)."""
         delay = 0.1
-        while messages:
+        dead: list[tuple[Message, Refusal]] = []
+        pending = Settled(retry=messages)
+        while pending.retry or pending.suspect:
             workers = max(1, self.governor.workers)
-            size = -(-len(messages) // workers)
-            parts = [messages[i : i + size] for i in range(0, len(messages), size)]
+            size = max(1, -(-len(pending.retry) // workers))
+            parts = [pending.retry[i : i + size] for i in range(0, len(pending.retry), size)]
+            parts += pending.next_suspect_parts()
             results = await asyncio.gather(*(self.router.push(part) for part in parts))
-            failed = [
-                m
-                for part, reply in zip(parts, results, strict=True)
-                for m, ok in zip(part, reply.ok, strict=True)
-                if not ok
-            ]
-            self.m_consumed.inc(len(messages) - len(failed))
-            if failed:
-                self.m_errors.inc(len(failed))
+            settled = Settled()
+            for part, reply in zip(parts, results, strict=True):
+                settled.add(settle(part, reply))
+            self.m_consumed.inc(settled.taken)
+            dead += settled.dead
+            if settled.retry:
+                self.m_errors.inc(len(settled.retry))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            messages = failed
+            pending = settled
+        return dead
+
+
+def _unparseable(value: bytes, origin: Origin, exc: ValidationError) -> DeadLetter:
+    first = exc.errors()[0]
+    detail = f"{first['msg']} at {first['loc']}" if first["loc"] else first["msg"]
+    topic, partition, offset = origin
+    return DeadLetter.unparseable(value, topic=topic, partition=partition, offset=offset, at=time.time(), detail=detail)
+
+
+def _undeliverable(message: Message, origin: Origin, refusal: Refusal) -> DeadLetter:
+    topic, partition, offset = origin
+    return DeadLetter.undeliverable(
+        [message],
+        refusal_reason(refusal),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        at=time.time(),
+        detail=refusal.detail,
+    )

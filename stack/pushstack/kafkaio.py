@@ -81,8 +81,15 @@ class KafkaProducerLink:
             self._producer = producer
             log.info("kafka producer connected to %s", self._bootstrap)
 
-    async def send_many(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[bool]:
-        """Send records and wait for the broker's ack; one bool per record."""
+    async def send_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        *,
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
+    ) -> list[bool]:
+        """Send records (each with its `headers`, when given) and wait for the broker's ack; one
+        bool per record."""
         producer = self._producer
         if producer is None or not records or not self.ready:
             return [False] * len(records)
@@ -90,7 +97,7 @@ class KafkaProducerLink:
         token = next(self._ids)
         self._inflight[token] = time.monotonic()
         try:
-            results = await self._send(producer, topic, records)
+            results = await self._send(producer, topic, records, headers)
         finally:
             self._probing = False
             del self._inflight[token]
@@ -102,11 +109,19 @@ class KafkaProducerLink:
         return results
 
     async def _send(
-        self, producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None,
     ) -> list[bool]:
+        per_record = headers if headers is not None else [()] * len(records)
         try:
             async with asyncio.timeout(self._send_timeout):
-                futures = [await producer.send(topic, value, key=key) for key, value in records]
+                futures = [
+                    await producer.send(topic, value, key=key, headers=list(h) or None)
+                    for (key, value), h in zip(records, per_record, strict=True)
+                ]
         except (KafkaError, TimeoutError) as exc:
             log.warning("kafka send to %s failed: %r", topic, exc)
             return [False] * len(records)

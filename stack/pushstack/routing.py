@@ -5,9 +5,13 @@ slice per IDC, so a device's messages keep going to the same gateway while the w
 Gateways marked unhealthy are left out of the split; when none is healthy every gateway is tried,
 because the marks are only hints and losing a message is worse than one wasted request.
 
+A gateway that answers 4xx refused the request, it is not down. A refusal that says the request
+itself is invalid (`Refusal.definite`: 400, 413, 422) is reported per message, so a caller can tell
+"no gateway reachable right now" (retry) from "the gateways reject this" (give up visibly).
+
     router = LogicRouter(inv, token)
     await router.start()                       # session + the poll routine's first round
-    ok = await router.push(messages)           # list[bool], one per message, after failover
+    reply = await router.push(messages)        # reply.ok[i]; reply.refused[i] when definitely refused
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import aiohttp
@@ -76,13 +80,35 @@ def failover_order(first: str, idcs: Sequence[str], healthy: Mapping[str, bool])
     return [first] + [i for i in rest if healthy.get(i, True)] + [i for i in rest if not healthy.get(i, True)]
 
 
+# the request itself is invalid: sending it again, anywhere, gets the same answer
+DEFINITE_REFUSALS = frozenset({400, 413, 422})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A gateway's 4xx answer to a request of `batch` messages."""
+
+    idc: str
+    status: int
+    detail: str
+    batch: int = 1
+
+    @property
+    def definite(self) -> bool:
+        """The request is invalid (not: unauthorised, rate-limited, unknown route, ...)."""
+        return self.status in DEFINITE_REFUSALS
+
+
 @dataclass
 class PushReply:
     """`ok[i]`: some gateway took message i; `missing`: ids it took only after failing to fetch
-    their payload by reference (it did not keep them: re-send them with the payload inline)."""
+    their payload by reference (it did not keep them: re-send them with the payload inline);
+    `refused[i]`: no gateway took message i and one said its request was invalid (`Refusal.definite`;
+    with `batch` > 1 any message of that request may be the invalid one)."""
 
     ok: list[bool]
     missing: set[str]
+    refused: dict[int, Refusal] = field(default_factory=dict)
 
 
 class LogicRouter:
@@ -166,16 +192,23 @@ class LogicRouter:
         parts = split(messages, lambda m: m.device, self.table())
         answers = await asyncio.gather(*(self._push_part(idc, part) for idc, part in parts.items()))
         accepted: set[int] = set()
+        refused: dict[int, Refusal] = {}
         for part, answer in zip(parts.values(), answers, strict=True):
-            if answer is not None:
+            if isinstance(answer, Accepted):
                 accepted.update(id(m) for m in part)
                 reply.missing.update(answer.missing)
+            elif answer is not None:
+                refused.update((id(m), answer) for m in part)
         reply.ok = [id(m) in accepted for m in messages]
+        reply.refused = {i: refused[id(m)] for i, m in enumerate(messages) if id(m) in refused}
         return reply
 
-    async def _push_part(self, first: str, part: list[Message]) -> Accepted | None:
+    async def _push_part(self, first: str, part: list[Message]) -> Accepted | Refusal | None:
         body = PushBatch(messages=part).model_dump_json()
-        return await self._send_with_failover(first, "/v1/push", body)
+        answer = await self._send_with_failover(first, "/v1/push", body)
+        if isinstance(answer, Refusal):
+            return Refusal(answer.idc, answer.status, answer.detail, batch=len(part))
+        return answer
 
     async def group(self, task: GroupTask) -> int:
         """Split a group task's devices by weight; returns how many devices some gateway accepted."""
@@ -188,37 +221,40 @@ class LogicRouter:
             *(self._send_with_failover(idc, "/v1/group", t.model_dump_json()) for idc, t in bodies)
         )
         return sum(
-            len(t.devices) for (_, t), answer in zip(bodies, answers, strict=True) if answer is not None
+            len(t.devices) for (_, t), answer in zip(bodies, answers, strict=True) if isinstance(answer, Accepted)
         )
 
-    async def _send_with_failover(self, first: str, path: str, body: str) -> Accepted | None:
+    async def _send_with_failover(self, first: str, path: str, body: str) -> Accepted | Refusal | None:
+        """The first gateway's acceptance, in failover order; else the first definite refusal (the
+        request is invalid); else None (nobody took it, nobody said it was invalid: try again)."""
+        refusal: Refusal | None = None
         for n, idc in enumerate(failover_order(first, self.idcs, self.healthy)):
             if n:
                 self.failovers += 1
                 self.on_failover(idc)
             answer = await self._post(idc, path, body)
-            if answer is not None:
+            if isinstance(answer, Accepted):
                 return answer
-        return None
+            if answer is not None and answer.definite and refusal is None:
+                refusal = answer
+        return refusal
 
-    async def _post(self, idc: str, path: str, body: str) -> Accepted | None:
-        answer = None
-        refused = False  # the gateway answered 4xx: the request was bad, the gateway is fine
+    async def _post(self, idc: str, path: str, body: str) -> Accepted | Refusal | None:
+        """Accepted, a Refusal (4xx: the request was bad, the gateway is fine), or None (down)."""
         try:
             async with self._require_session().post(
                 self.urls[idc] + path, data=body, headers=self._headers, timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 if resp.status == 202:
-                    answer = Accepted.model_validate_json(raw)
-                elif 400 <= resp.status < 500:
-                    refused = True
+                    return Accepted.model_validate_json(raw)
+                if 400 <= resp.status < 500:
                     log.warning("logic gateway %s refused %s (%d): %s", idc, path, resp.status, raw[:200])
+                    return Refusal(idc, resp.status, raw[:200].decode(errors="replace"))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("logic gateway %s: %s failed: %r", idc, path, exc)
-        if answer is None and not refused:
-            self.mark(idc, False)
-        return answer
+        self.mark(idc, False)
+        return None
 
     # ---- polling ----------------------------------------------------------------------------
     async def _poll_routine(self) -> None:

@@ -228,7 +228,7 @@ def test_json_summary_has_exactly_the_documented_keys() -> None:
     doc = ledger.summary(cutoff=T0 + 10).to_json()
     assert list(doc) == [
         "sent", "on_time", "late", "lost", "duplicates", "raw_duplicates", "delivery_rate",
-        "latency_ms", "unexpected", "rejected", "pending", "online", "offline", "by_kind", "by_region",
+        "latency_ms", "unexpected", "rejected", "dead_lettered", "pending", "online", "offline", "by_kind", "by_region",
         "per_second", "worst_seconds",
     ]  # fmt: skip
     assert list(doc["latency_ms"]) == ["p50", "p95", "p99", "p999"]
@@ -327,6 +327,30 @@ def test_rejected_pushes_are_visible_and_not_lost() -> None:
     assert (s.sent, s.lost, s.rejected) == (0, 0, 3)
     ledger.delivered("m1", "n0", T0 + 0.1)  # "rejected", then delivered anyway: the platform lied
     assert ledger.summary(cutoff=T0 + 10).unexpected == 1
+
+
+def test_dead_lettered_pushes_are_rejected_not_lost_and_cross_the_wire() -> None:
+    ledger = make()
+    ledger.sent("m1", T0, ["n0"])
+    ledger.sent("g1", T0, ["n1", "n2"], kind="group")
+    ledger.sent("m2", T0, ["n0"])
+    assert ledger.summary(cutoff=T0 + 10, final=True).lost == 4  # the checker sees the loss first
+    ledger.dead_lettered("g1")
+    ledger.rejected("m2")
+    s = ledger.summary(cutoff=T0 + 10, final=True)
+    assert (s.lost, s.rejected, s.dead_lettered) == (1, 3, 2)
+    assert "m1" in ledger and "g9" not in ledger
+    again = Ledger.from_wire(json.loads(json.dumps(ledger.to_wire())))
+    assert again.summary(cutoff=T0 + 10, final=True).to_json() == s.to_json()
+    merged = make()
+    merged.merge(again)
+    assert merged.summary(cutoff=T0 + 10, final=True).dead_lettered == 2
+
+
+def test_an_old_wire_ledger_without_dead_letters_still_loads() -> None:
+    wire = make().to_wire()
+    del wire["dead_lettered"]
+    assert Ledger.from_wire(wire).summary().dead_lettered == 0
 
 
 def test_summary_splits_single_group_and_region_group_pushes() -> None:

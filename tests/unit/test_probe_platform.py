@@ -708,7 +708,7 @@ def test_cli_probe_run_json(threaded_platform: FakePlatform, tmp_path: Path) -> 
     doc = json.loads(out)
     assert list(doc) == [
         "sent", "on_time", "late", "lost", "duplicates", "raw_duplicates", "delivery_rate",
-        "latency_ms", "unexpected", "rejected", "pending", "online", "offline", "by_kind", "by_region",
+        "latency_ms", "unexpected", "rejected", "dead_lettered", "pending", "online", "offline", "by_kind", "by_region",
         "per_second", "worst_seconds",
     ]  # fmt: skip
     assert (doc["sent"], doc["lost"], doc["delivery_rate"]) == (40, 0, 100.0)
