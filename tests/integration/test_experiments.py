@@ -125,6 +125,15 @@ def test_library_experiment_passes_and_writes_its_reports(stack: Stack, tmp_path
     wait_baseline(stack)
 
 
+def test_after_a_drain_and_restore_experiment_status_shows_nothing_in_force(stack: Stack, tmp_path: Path) -> None:
+    """The restore step ends `completed`, like the single-action runner's: status must not list it
+    as a held action until `recover --all` (issue: hardening, item 8)."""
+    proc = run_experiment(stack, LIBRARY / "drain-south-and-restore.yaml")
+    assert proc.returncode in (0, 8), proc.stderr[-4000:] + proc.stdout[-4000:]
+    status = wait_baseline(stack)
+    assert status["actions"] == [], status["actions"]
+
+
 def test_a_stop_condition_aborts_within_two_seconds_and_the_rollbacks_run(stack: Stack, tmp_path: Path) -> None:
     exp = write(
         tmp_path / "slow-logic.yaml",
