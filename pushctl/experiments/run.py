@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pushctl.actions.base import ActionContext, Outcome
+from pushctl.actions.common import wait_until
 from pushctl.actions.journal import Journal, open_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.runner import check_platform
@@ -64,6 +65,7 @@ SEVERITY = (
     EXIT_PASSED,
 )
 SETTLE_POLL_S = 0.2
+LEFT_BEHIND_TIMEOUT_S = 30.0  # the scheduler withdraws an auto drain 5-10 s after the region heals
 
 
 class _Aborted(Exception):
@@ -145,6 +147,7 @@ class ExperimentRun:
         self.measurer: Measurer | None = None
         self.watch: Watch | None = None
         self.method_window: tuple[float, float] | None = None
+        self._start_state: tuple[frozenset[tuple[str, str]], str] | None = None
         self.findings: list[Finding] = []
         self.verdict = "passed"
         self.inconclusive: list[str] = []
@@ -188,6 +191,7 @@ class ExperimentRun:
                     await check_platform(self.inv)
                 except ComponentFailed as exc:
                     raise TargetUnreachable(exc.message, hint=exc.hint) from exc
+                self._start_state = await self._platform_state()
                 timeline_task = await self._start_probe()
                 await self._phases()
             except asyncio.CancelledError:
@@ -203,6 +207,8 @@ class ExperimentRun:
                 try:
                     if owner:
                         await self._rollback()
+                        if not self.interrupted and self.exit_code != EXIT_ROLLBACK:
+                            await self._check_left_behind()
                 finally:
                     await self._stop_probe(timeline_task)
                     lock.release()
@@ -691,6 +697,45 @@ class ExperimentRun:
             self.exit_code = EXIT_ROLLBACK
             self.error = "rollback failed: " + "; ".join(failed)
             self.log(f"{self.exp.title}: {self.error} (fix the cause, then `pushctl recover`)")
+
+    async def _platform_state(self) -> tuple[frozenset[tuple[str, str]], str]:
+        """What the platform does by itself and must undo by itself: drains in force (by origin and
+        region) and where the access tier stores payloads."""
+        assert self.api is not None  # noqa: S101
+        policies = frozenset((p.origin, p.region) for p in (await self.api.policies()).policies)
+        return policies, (await self.api.storage()).mode
+
+    async def _check_left_behind(self) -> None:
+        """A run ends where it began. The rollbacks undo what the run did; what the platform did by
+        itself (the scheduler's auto drain of a region it saw fail, the storage fallback) must go by
+        itself too, within LEFT_BEHIND_TIMEOUT_S. Otherwise it is this run's finding, not a "steady
+        state did not hold" in whichever experiment runs next."""
+        if self.api is None or self._start_state is None:
+            return
+        start_policies, start_storage = self._start_state
+        left: list[str] = []
+
+        async def back() -> bool:
+            policies, storage = await self._platform_state()
+            left.clear()
+            left.extend(
+                f"{'auto drain' if origin == 'auto' else 'drain'} of {region} never withdrawn"
+                for origin, region in sorted(policies - start_policies)
+            )
+            if storage != start_storage:
+                left.append(f"storage still on {storage} (was {start_storage})")
+            return not left
+
+        self.journal.phase("left behind")
+        started = time.time()
+        if await wait_until(back, timeout=LEFT_BEHIND_TIMEOUT_S, poll=0.5) is not None:
+            return
+        detail = f"the platform was left changed {LEFT_BEHIND_TIMEOUT_S:.0f}s after the rollbacks: " + (
+            ", ".join(left) or "its state could not be read"
+        )
+        title = "the platform is back where the run began"
+        self.findings.append(Finding(title, detail, False, started, time.time(), "after"))
+        self.log(f"{self.exp.title}: {detail}")
 
     async def _extra_rollback(self, rs: ResolvedStep) -> dict[str, Any]:
         out: dict[str, Any] = {"step": rs.label, "of": "rollbacks", "ok": True, "detail": "", "at": time.time()}

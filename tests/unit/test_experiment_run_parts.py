@@ -6,13 +6,14 @@ import asyncio
 import itertools
 import json
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from pushctl.experiments.measure import CheckResult, counts_value, status_value
 from pushctl.experiments.model import BlastRadius, Measure, StopDelivery, Tolerance
-from pushctl.experiments.run import worst_exit
+from pushctl.experiments.run import ExperimentRun, worst_exit
 from pushctl.experiments.watch import Watch
 from pushctl.probe.ledger import Ledger
 from pushctl.probe.sender import Sender
@@ -128,3 +129,45 @@ async def test_the_sender_changes_rate_on_the_fly_without_a_burst() -> None:
     assert all(n <= 1000 * gap + 2 for gap, n in gaps), max(gaps, key=lambda g: g[1] - 1000 * g[0])
     with pytest.raises(ValueError, match="rate"):
         sender.set_rate(-1)
+
+
+class _Platform:
+    """The two reads the left-behind check makes, answering from a script of states."""
+
+    def __init__(self, states: list[tuple[list[tuple[str, str]], str]]) -> None:
+        self.states = states
+
+    def _now(self) -> tuple[list[tuple[str, str]], str]:
+        return self.states[0] if len(self.states) == 1 else self.states.pop(0)
+
+    async def policies(self) -> SimpleNamespace:
+        return SimpleNamespace(policies=[SimpleNamespace(origin=o, region=r) for o, r in self._now()[0]])
+
+    async def storage(self) -> SimpleNamespace:
+        return SimpleNamespace(mode=self.states[0][1])
+
+
+def left_behind_run(states: list[tuple[list[tuple[str, str]], str]]) -> ExperimentRun:
+    run = object.__new__(ExperimentRun)
+    run.api = _Platform(states)  # type: ignore[assignment]
+    run._start_state = (frozenset(), "redis")
+    run.findings = []
+    run.journal = SimpleNamespace(phase=lambda _name: None)  # type: ignore[assignment]
+    run.exp = SimpleNamespace(title="t")  # type: ignore[assignment]
+    run.log = lambda _msg: None  # type: ignore[method-assign]
+    return run
+
+
+async def test_an_auto_drain_the_scheduler_never_withdraws_is_the_runs_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pushctl.experiments.run.LEFT_BEHIND_TIMEOUT_S", 1.2)
+    run = left_behind_run([([("auto", "south")], "redis")])
+    await run._check_left_behind()
+    [finding] = run.findings
+    assert not finding.timing and "auto drain of south never withdrawn" in finding.detail
+
+
+async def test_what_the_platform_undoes_by_itself_in_time_is_no_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pushctl.experiments.run.LEFT_BEHIND_TIMEOUT_S", 3.0)
+    run = left_behind_run([([("auto", "south")], "fallback"), ([], "redis")])
+    await run._check_left_behind()
+    assert run.findings == []
