@@ -54,6 +54,9 @@ def _narrow(defs: dict[str, Any], inv: Inventory) -> None:
         props = schema.get("properties", {})
         if base == "PolicyIn":
             props["region"]["enum"] = regions
+            # only the scheduler makes auto drains (and withdraws them by itself): a client posts operator ones
+            props["origin"]["enum"] = ["operator"]
+            props["origin"]["description"] = "always `operator`: the scheduler makes and withdraws auto drains itself"
         elif base == "GroupPush":
             props["region"]["anyOf"][0]["enum"] = regions
         elif base == "RoutingWeights":

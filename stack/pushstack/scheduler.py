@@ -137,6 +137,8 @@ class Scheduler(PushService):
 
     async def _post_policy(self, request: web.Request) -> web.Response:
         wanted = await self.body(request, PolicyIn)
+        if wanted.origin != "operator":  # auto drains are the scheduler's own: it withdraws them by itself
+            return _error(400, "origin must be 'operator': auto drains are the scheduler's own")
         try:
             policy = self.book.add(wanted, now=time.time())
         except PolicyError as exc:

@@ -104,6 +104,7 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("scheduler", "post", "/v1/policies", {"region": "south", "spread_s": 1}),
     ("scheduler", "post", "/v1/policies", {"region": "south"}),  # 409: drained already
     ("scheduler", "post", "/v1/policies", {"region": "atlantis"}),  # 400
+    ("scheduler", "post", "/v1/policies", {"region": "north", "origin": "auto"}),  # 400: the scheduler's own
     ("scheduler", "delete", "/v1/policies/nope", None),  # 404
     ("scheduler", "delete", "/v1/policies", None),
     ("scheduler", "get", "/v1/auto", None),
@@ -179,3 +180,10 @@ def test_bounds_are_json_schema_keywords_not_pydantic_leftovers() -> None:
     for kind, doc in documents(INV).items():
         leftovers = set(_keys(doc["components"]["schemas"])) & {"ge", "le", "gt", "lt", "min_length", "max_length"}
         assert not leftovers, (kind, leftovers)
+
+
+async def test_only_the_scheduler_makes_auto_drains(clients: dict[str, TestClient[Any, Any]]) -> None:
+    """An auto drain is withdrawn by the scheduler as soon as the region is healthy: one posted from
+    outside would vanish under its author (schemathesis found the created policy gone)."""
+    resp = await clients["scheduler"].post("/v1/policies", json={"region": "north", "origin": "auto"}, headers=TOKEN)
+    assert resp.status == 400 and "operator" in (await resp.json())["error"]
