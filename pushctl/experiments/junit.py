@@ -59,6 +59,7 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
             ET.SubElement(case, "skipped", message=f"{why} ({message})")
         else:
             ET.SubElement(case, "failure", message=message, type=kind).text = message
+
     ET.SubElement(props, "property", name="journal", value=str(run.get("journal_path", "")))
     status = run.get("status")
     reason = f"not evaluated: the run ended {status}" + (f" ({run['error']})" if run.get("error") else "")

@@ -57,7 +57,6 @@ LOGIC_CHUNK = 2000  # messages per request to a gateway
 BUFFER_RECORD = 500  # messages per Kafka record on the buffer topic
 
 
-
 # SET every KEYS[i] to ARGV[i+1] with the TTL ARGV[1], in one round trip and one command
 SET_MANY_LUA = """
 local ttl = tonumber(ARGV[1])
@@ -66,6 +65,7 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+
 
 class AccessTier(PushService):
     kind = "access"
@@ -84,27 +84,19 @@ class AccessTier(PushService):
         self.m_requests = self.counter("pushstack_access_requests_total", "API requests.", ("endpoint",))
         self.m_pushes = self.counter("pushstack_access_pushes_total", "Pushes accepted, by path.", ("path",))
         self.m_rejected = self.counter("pushstack_access_rejected_total", "Pushes no path would take.")
-        self.m_inline = self.counter(
-            "pushstack_access_inline_total", "Single pushes sent with inline payload."
-        )
+        self.m_inline = self.counter("pushstack_access_inline_total", "Single pushes sent with inline payload.")
         self.m_missing = self.counter(
             "pushstack_access_payload_missing_total", "Single pushes a gateway could not fetch by reference."
         )
-        self.m_group_devices = self.counter(
-            "pushstack_access_group_devices_total", "Devices in group pushes."
-        )
+        self.m_group_devices = self.counter("pushstack_access_group_devices_total", "Devices in group pushes.")
         self.m_group_store = self.counter(
             "pushstack_access_group_payload_writes_total", "Group payload writes.", ("target", "result")
         )
-        self.m_kafka_err = self.counter(
-            "pushstack_access_kafka_errors_total", "Kafka sends that failed.", ("topic",)
-        )
+        self.m_kafka_err = self.counter("pushstack_access_kafka_errors_total", "Kafka sends that failed.", ("topic",))
         self.m_failovers = self.counter(
             "pushstack_access_failovers_total", "Requests re-sent to another gateway.", ("to",)
         )
-        self.m_switches = self.counter(
-            "pushstack_access_storage_switches_total", "Storage mode changes.", ("to",)
-        )
+        self.m_switches = self.counter("pushstack_access_storage_switches_total", "Storage mode changes.", ("to",))
         self.m_seconds = self.histogram(
             "pushstack_access_request_seconds",
             "Time to answer a push request.",
@@ -122,18 +114,12 @@ class AccessTier(PushService):
         self.gauge("pushstack_access_offered_per_s", "Single pushes offered per second.").set_function(
             lambda: self.limiter.offered.rate
         )
-        self.m_downstream = self.gauge(
-            "pushstack_access_downstream_load", "Logic gateways' reported messages/s."
-        )
-        self.m_logic_up = self.gauge(
-            "pushstack_access_logic_healthy", "1 while a gateway is marked healthy.", ("idc",)
-        )
+        self.m_downstream = self.gauge("pushstack_access_downstream_load", "Logic gateways' reported messages/s.")
+        self.m_logic_up = self.gauge("pushstack_access_logic_healthy", "1 while a gateway is marked healthy.", ("idc",))
         self.gauge("pushstack_access_kafka_ready", "1 once the Kafka producer is connected.").set_function(
             lambda: 1 if self.kafka.ready else 0
         )
-        self.kafka = KafkaProducerLink(
-            "{}:{}".format(*inventory.link_addr(self.spec.connect["kafka"])), client_id=name
-        )
+        self.kafka = KafkaProducerLink("{}:{}".format(*inventory.link_addr(self.spec.connect["kafka"])), client_id=name)
 
     def routes(self) -> None:
         self.control("POST", "/v1/push/single", self._single)
@@ -188,9 +174,7 @@ class AccessTier(PushService):
         ok_buffer = await self._to_buffer(to_buffer)
         # throttled pushes the buffer refused still get the direct path rather than a rejection
         last_try = [
-            p
-            for i, (p, ok) in enumerate(zip(to_buffer, ok_buffer, strict=True))
-            if not ok and i < len(throttled)
+            p for i, (p, ok) in enumerate(zip(to_buffer, ok_buffer, strict=True)) if not ok and i < len(throttled)
         ]
         ok_last = await self.direct.submit(last_try) if last_try else []
         n_dir = sum(ok_direct) + sum(ok_last)
@@ -232,9 +216,7 @@ class AccessTier(PushService):
                 self.m_inline.inc(len(again))
                 oks_again, _ = await self._to_logic(again)
                 taken = {m.id for m, ok in zip(again, oks_again, strict=True) if ok}
-                oks = [
-                    ok and (p.id not in missing or p.id in taken) for p, ok in zip(pushes, oks, strict=True)
-                ]
+                oks = [ok and (p.id not in missing or p.id in taken) for p, ok in zip(pushes, oks, strict=True)]
             # PUSHCTL_INLINE_FALLBACK=0: they count as accepted and are never delivered (the ledger's loss)
         return oks
 
@@ -263,9 +245,7 @@ class AccessTier(PushService):
             (
                 None,
                 PushBatch(
-                    messages=[
-                        Message(id=p.id, device=p.device, sent_at=p.sent_at, payload=p.payload) for p in part
-                    ]
+                    messages=[Message(id=p.id, device=p.device, sent_at=p.sent_at, payload=p.payload) for p in part]
                 )
                 .model_dump_json()
                 .encode(),
@@ -293,9 +273,7 @@ class AccessTier(PushService):
             return self.reply(AccessResult(accepted=0, direct=0, buffered=0, rejected=0))
         self.m_group_devices.inc(len(devices))
         ref = KEY_GROUP_PAYLOAD.format(id=push.id)
-        in_kafka, in_cache = await asyncio.gather(
-            self._publish_group(push), self._cache_group(ref, push.payload)
-        )
+        in_kafka, in_cache = await asyncio.gather(self._publish_group(push), self._cache_group(ref, push.payload))
         if not (in_kafka or in_cache):
             return await self._answer(AccessResult(accepted=0, direct=0, buffered=0, rejected=len(devices)))
         task = GroupTask(id=push.id, devices=devices, sent_at=push.sent_at, payload_ref=ref)
@@ -308,9 +286,7 @@ class AccessTier(PushService):
         if push.devices is not None:
             return list(dict.fromkeys(push.devices))
         if push.region is None:
-            raise web.HTTPBadRequest(
-                text='{"error": "give devices or region"}', content_type="application/json"
-            )
+            raise web.HTTPBadRequest(text='{"error": "give devices or region"}', content_type="application/json")
         if push.region not in self.inv.regions:
             raise web.HTTPBadRequest(
                 text=f'{{"error": "unknown region {push.region!r}"}}', content_type="application/json"

@@ -214,9 +214,7 @@ class Broker(PushService):
             body = {"status": "ok" if healthy else "degraded", "service": self.name, "detail": detail}
             return _http(ws, HTTPStatus.OK, json.dumps(body), "application/json")
         if path == "/metrics":
-            return _http(
-                ws, HTTPStatus.OK, generate_latest(self.registry).decode(), "text/plain; version=0.0.4"
-            )
+            return _http(ws, HTTPStatus.OK, generate_latest(self.registry).decode(), "text/plain; version=0.0.4")
         return _http(ws, HTTPStatus.NOT_FOUND, "not found: devices connect to /ws\n", "text/plain")
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -238,9 +236,7 @@ class Broker(PushService):
             await self._refuse(ws, "draining", f"region {self.region} is draining", frames.CLOSE_OVER_LIMIT)
             return
         if self._open > self.limit:
-            await self._refuse(
-                ws, "over_limit", f"broker at its limit of {self.limit}", frames.CLOSE_OVER_LIMIT
-            )
+            await self._refuse(ws, "over_limit", f"broker at its limit of {self.limit}", frames.CLOSE_OVER_LIMIT)
             return
         conn = _Conn(auth.device, ws)
         old = self._conns.get(auth.device)
@@ -276,9 +272,7 @@ class Broker(PushService):
             async with asyncio.timeout(AUTH_TIMEOUT_S):
                 raw = await ws.recv()
         except TimeoutError:
-            await self._refuse(
-                ws, "bad_frame", "no auth frame in time", frames.CLOSE_UNAUTHORIZED, "auth_timeout"
-            )
+            await self._refuse(ws, "bad_frame", "no auth frame in time", frames.CLOSE_UNAUTHORIZED, "auth_timeout")
             return None
         try:
             auth = frames.Auth.model_validate_json(raw)
@@ -472,27 +466,17 @@ class Broker(PushService):
             lambda: len(self._acks)
         )
         self._m_connects = self.counter("pushstack_broker_connects_total", "Devices authenticated")
-        self._m_disconnects = self.counter(
-            "pushstack_broker_disconnects_total", "Authenticated connections closed"
-        )
-        self._m_replaced = self.counter(
-            "pushstack_broker_replaced_total", "Connections replaced by a newer one"
-        )
+        self._m_disconnects = self.counter("pushstack_broker_disconnects_total", "Authenticated connections closed")
+        self._m_replaced = self.counter("pushstack_broker_replaced_total", "Connections replaced by a newer one")
         self._m_refused = self.counter("pushstack_broker_refused_total", "Connections refused", ("reason",))
         self._m_pushes = self.counter("pushstack_broker_pushes_total", "Push frames written")
         self._m_acks = self.counter("pushstack_broker_acks_total", "Ack frames received")
-        self._m_offline = self.counter(
-            "pushstack_broker_deliver_offline_total", "Messages for absent devices"
-        )
-        self._m_timeouts = self.counter(
-            "pushstack_broker_deliver_timeouts_total", "Pushes without ack in time"
-        )
+        self._m_offline = self.counter("pushstack_broker_deliver_offline_total", "Messages for absent devices")
+        self._m_timeouts = self.counter("pushstack_broker_deliver_timeouts_total", "Pushes without ack in time")
         self._m_deliver_requests = self.counter("pushstack_broker_deliver_requests_total", "Deliver calls")
         self._m_orders = self.counter("pushstack_broker_reconnect_orders_total", "Reconnect orders sent")
         self._m_route_writes = self.counter("pushstack_broker_route_writes_total", "Route updates written")
-        self._m_route_errors = self.counter(
-            "pushstack_broker_route_errors_total", "Failed route batch writes"
-        )
+        self._m_route_errors = self.counter("pushstack_broker_route_errors_total", "Failed route batch writes")
         self._m_ack_latency = self.histogram(
             "pushstack_broker_ack_seconds",
             "Time from a deliver call to each ack",

@@ -81,9 +81,7 @@ class PayloadResolver:
         group_missing = {
             it.msg.payload_ref
             for it in items
-            if it.msg.payload is None
-            and it.msg.group is not None
-            and wanted.get(it.msg.payload_ref or "") is None
+            if it.msg.payload is None and it.msg.group is not None and wanted.get(it.msg.payload_ref or "") is None
         }
         if group_missing:
             found = await asyncio.gather(*(self._from_kv(ref) for ref in group_missing if ref))

@@ -47,9 +47,7 @@ class Entry:
 
 
 class Inbox:
-    def __init__(
-        self, store: aioredis.Redis, name: str, peers: Sequence[str], *, alive_ms: int = 3000
-    ) -> None:
+    def __init__(self, store: aioredis.Redis, name: str, peers: Sequence[str], *, alive_ms: int = 3000) -> None:
         self._store = store
         self.name = name
         self.key = INBOX_KEY.format(name=name)

@@ -35,9 +35,7 @@ class KVWriter(PushService):
         self._next: dict[TopicPartition, int] = {}
         self.m_persisted = self.counter("pushstack_kvwriter_persisted_total", "Group payloads written.")
         self.m_errors = self.counter("pushstack_kvwriter_write_errors_total", "Disk KV writes that failed.")
-        self.m_commit_err = self.counter(
-            "pushstack_kvwriter_commit_errors_total", "Offset commits that failed."
-        )
+        self.m_commit_err = self.counter("pushstack_kvwriter_commit_errors_total", "Offset commits that failed.")
         self.m_skipped = self.counter("pushstack_kvwriter_skipped_total", "Records without a key (ignored).")
         self.m_seconds = self.histogram(
             "pushstack_kvwriter_write_seconds",

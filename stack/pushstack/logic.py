@@ -143,16 +143,12 @@ class LogicGateway(PushService):
             "Duration of one deliver request to a broker.",
             (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
-        self.m_offline = self.counter(
-            "pushstack_logic_offline_stored_total", "Messages put in offline queues."
-        )
+        self.m_offline = self.counter("pushstack_logic_offline_stored_total", "Messages put in offline queues.")
         self.m_offline_out = self.counter(
             "pushstack_logic_offline_delivered_total", "Offline-queued messages delivered (acked) later."
         )
         self.m_accepted = self.counter("pushstack_logic_accepted_total", "Messages accepted.", ("kind",))
-        self.m_busy = self.counter(
-            "pushstack_logic_rejected_total", "Messages refused with 503 (queue full)."
-        )
+        self.m_busy = self.counter("pushstack_logic_rejected_total", "Messages refused with 503 (queue full).")
         self.m_journal_err = self.counter(
             "pushstack_logic_journal_errors_total", "Requests accepted without a journal entry."
         )
@@ -265,9 +261,7 @@ class LogicGateway(PushService):
         try:
             stored = cast("dict[str, str]", await self.store.hgetall(KEY_ROUTING))
             if stored:
-                self._weights = check_weights(
-                    {k: float(v) for k, v in stored.items() if k in self.idcs}, self.idcs
-                )
+                self._weights = check_weights({k: float(v) for k, v in stored.items() if k in self.idcs}, self.idcs)
             else:
                 self._weights = default_weights(self.idcs)
         except (RedisError, ValueError) as exc:
@@ -452,9 +446,7 @@ class LogicGateway(PushService):
                 it.waiting_since = now
             (expired if now - it.waiting_since > self.cfg.payload_wait_s else waiting).append(it)
         if expired:
-            log.error(
-                "dropped %d messages: payload unavailable for %.0fs", len(expired), self.cfg.payload_wait_s
-            )
+            log.error("dropped %d messages: payload unavailable for %.0fs", len(expired), self.cfg.payload_wait_s)
             self._finish(expired, "dropped")
         self._later(waiting, 0.25)
 

@@ -124,9 +124,7 @@ class PolicyBook:
         else:
             # an operator drain takes over from an auto drain: the region stays drained throughout
             del self.policies[existing.id]
-        policy = Policy(
-            **wanted.model_dump(), id=f"drain-{wanted.region}-{uuid.uuid4().hex[:8]}", created_at=now
-        )
+        policy = Policy(**wanted.model_dump(), id=f"drain-{wanted.region}-{uuid.uuid4().hex[:8]}", created_at=now)
         self.policies[policy.id] = policy
         self._bump(now)
         return policy
@@ -206,9 +204,7 @@ class PolicyBook:
                 for r, h in self.regions.items()
                 if r != region
             )
-            raise PolicyConflict(
-                f"refusing to drain {region!r}: it is the last healthy region not drained ({states})"
-            )
+            raise PolicyConflict(f"refusing to drain {region!r}: it is the last healthy region not drained ({states})")
 
     def _bump(self, now: float) -> None:
         self.version = max(self.version + 1, int(now * 1000))

@@ -60,9 +60,7 @@ class RouteSink(Protocol):
 class RouteBook:
     """Batched route writes of one broker."""
 
-    def __init__(
-        self, redis: aioredis.Redis, broker: str, region: str, *, writes: Counter, errors: Counter
-    ) -> None:
+    def __init__(self, redis: aioredis.Redis, broker: str, region: str, *, writes: Counter, errors: Counter) -> None:
         self._redis = redis
         self._broker = broker
         self._region_key = KEY_REGION_DEVICES.format(region=region)

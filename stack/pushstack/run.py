@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="service name in the inventory")
     parser.add_argument("--inventory", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         inv = load_inventory(args.inventory)
         spec = inv.service(args.name)

@@ -85,9 +85,7 @@ class Scheduler(PushService):
         self._m_auto_actions = self.counter(
             "pushstack_scheduler_auto_actions_total", "Auto drains issued and withdrawn", ("action",)
         )
-        self._m_push_errors = self.counter(
-            "pushstack_scheduler_push_errors_total", "Failed policy pushes", ("target",)
-        )
+        self._m_push_errors = self.counter("pushstack_scheduler_push_errors_total", "Failed policy pushes", ("target",))
         self._m_persist_errors = self.counter(
             "pushstack_scheduler_persist_errors_total", "Failed reads/writes of the persisted set"
         )
@@ -102,10 +100,7 @@ class Scheduler(PushService):
         self.control("PUT", "/v1/auto", self._put_auto)
 
     def health_detail(self) -> tuple[bool, dict[str, str]]:
-        detail = {
-            name: "healthy" if h.healthy else f"unhealthy: {h.reason}"
-            for name, h in self.book.regions.items()
-        }
+        detail = {name: "healthy" if h.healthy else f"unhealthy: {h.reason}" for name, h in self.book.regions.items()}
         detail["persisted"] = "yes" if self._loaded and not self._dirty.is_set() else "pending"
         return True, detail
 
@@ -143,9 +138,7 @@ class Scheduler(PushService):
             policy = self.book.add(wanted, now=time.time())
         except PolicyError as exc:
             return _error(exc.status, str(exc))
-        log.info(
-            "policy %s: drain %s (spread %.1fs, %s)", policy.id, policy.region, policy.spread_s, policy.origin
-        )
+        log.info("policy %s: drain %s (spread %.1fs, %s)", policy.id, policy.region, policy.spread_s, policy.origin)
         self._changed()
         return self.reply(policy, status=201)
 
@@ -185,9 +178,7 @@ class Scheduler(PushService):
             for region, conns in zip(self._brokers, seen, strict=True):
                 if self.book.observe(region, conns, now=now):
                     h = self.book.regions[region]
-                    log.warning(
-                        "region %s is %s", region, "healthy" if h.healthy else f"unhealthy: {h.reason}"
-                    )
+                    log.warning("region %s is %s", region, "healthy" if h.healthy else f"unhealthy: {h.reason}")
                     flipped = True
             if self.auto and now - self._started >= STARTUP_GRACE_S:
                 for action in self.book.auto_step(now=now):
@@ -211,9 +202,7 @@ class Scheduler(PushService):
     async def _public_ok(self, region: str) -> bool:
         url = self.inv.link_url(self.inv.device_link(region).name)
         try:
-            async with self._http.get(
-                f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)
-            ) as resp:
+            async with self._http.get(f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
