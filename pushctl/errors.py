@@ -14,41 +14,35 @@
     ├── RollbackFailed (exit 7)             the platform could not be restored
     └── Interrupted (exit 130)              Ctrl-C / SIGTERM, after rolling back
 
-`retriable` says whether retrying the same call may succeed.
+`retriable` says whether retrying the same call may succeed. The root, `UsageError` and
+`InventoryError` are defined in `pushctl.contract.errors` (the stack raises them too).
 """
 
 from __future__ import annotations
 
+from pushctl.contract.errors import InventoryError, PushctlError, UsageError
 
-class PushctlError(Exception):
-    """Root of every error pushctl shows to a user."""
-
-    exit_code: int = 3
-    retriable: bool = False
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message if self.hint is None else f"{self.message} ({self.hint})"
+__all__ = [
+    "ComponentFailed",
+    "Inconclusive",
+    "InternalError",
+    "Interrupted",
+    "InventoryError",
+    "LockHeld",
+    "MissingToolchain",
+    "PushctlError",
+    "RollbackFailed",
+    "SloBreached",
+    "TargetUnreachable",
+    "ToxiproxyError",
+    "UsageError",
+]
 
 
 class InternalError(PushctlError):
     """A bug in pushctl (an unexpected exception), never a verdict on the platform."""
 
     exit_code = 3
-
-
-class UsageError(PushctlError):
-    """The user asked for something that cannot be done as asked."""
-
-    exit_code = 2
-
-
-class InventoryError(UsageError):
-    """The inventory file is invalid; the message names the file and the key."""
 
 
 class MissingToolchain(PushctlError):

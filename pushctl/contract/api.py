@@ -1,4 +1,4 @@
-"""The control API every push service implements: paths, schemas, topic and key names.
+"""The control API every push service implements: paths, schemas and Kafka topic names.
 
 One OpenAPI document per service kind (docs/openapi/<kind>.json, generated from these models and
 `pushctl.contract.operations` by `python -m pushctl.contract.openapi`) describes them. Control endpoints need
@@ -11,17 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-# ---- names shared by services and pushctl ------------------------------------------------------
+# ---- Kafka topics: pushctl provisions them, services use them ------------------------------------------------------
 TOPIC_GROUP_PAYLOADS = "group-payloads"  # access -> kvwriter -> disk KV
 TOPIC_BUFFER = "buffer"  # access (throttled) -> bypass consumer -> logic
 TOPIC_DEADLETTER = "push-deadletter"  # bypass: records it cannot parse or forward (contract.deadletter)
-KEY_ROUTES = "routes"  # store hash: device -> broker name
-KEY_REGION_DEVICES = "region-devices:{region}"  # store set: devices seen in a region
-KEY_OFFLINE = "offline:{device}"  # store hash: message id -> message JSON
-KEY_ONLINE_EVENTS = "online-events"  # store list: devices that came back (logic pops)
-KEY_ROUTING = "routing:weights"  # store hash: idc -> weight
-KEY_PAYLOAD = "payload:{id}"  # cache string: single-push payload
-KEY_GROUP_PAYLOAD = "group-payload:{id}"  # cache string: group payload (disk KV holds it too)
 
 
 class _Schema(BaseModel):

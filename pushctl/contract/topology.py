@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pushctl.errors import InventoryError
+from pushctl.contract.errors import InventoryError
 
 EPHEMERAL_PORTS = range(32768, 61000)
 DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "stack" / "topology.toml"

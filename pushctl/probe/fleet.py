@@ -23,7 +23,7 @@ from typing import Literal
 import httpx
 
 from pushctl._http import tls
-from pushctl.gcpolicy import defer_full_collections
+from pushctl.contract.gcpolicy import defer_full_collections
 from pushctl.probe.device import Device, DeviceConfig, DeviceStats, Dispatcher, ReconnectEvent
 from pushctl.probe.ledger import Ledger
 
@@ -87,7 +87,7 @@ class Fleet:
         )
         self.dispatcher = Dispatcher(config, self._http)
         self._devices = [
-            Device(dev, home, config, self.dispatcher, self, rng=random.Random(self._rng.random()))  # noqa: S311
+            Device(dev, home, config, self.dispatcher, self, rng=random.Random(self._rng.random()))  # noqa: S311 - reproducible simulation jitter, not security
             for dev, home in devices
         ]
         self._by_id = {d.id: d for d in self._devices}

@@ -30,9 +30,6 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from pushctl.contract.api import (
-    KEY_GROUP_PAYLOAD,
-    KEY_PAYLOAD,
-    KEY_REGION_DEVICES,
     TOPIC_BUFFER,
     TOPIC_GROUP_PAYLOADS,
     AccessResult,
@@ -48,6 +45,7 @@ from pushctl.contract.topology import Inventory
 from pushstack.batching import MicroBatcher, chunks
 from pushstack.fallback import StorageHealth, carry_inline
 from pushstack.kafkaio import KafkaProducerLink
+from pushstack.keys import KEY_GROUP_PAYLOAD, KEY_PAYLOAD, KEY_REGION_DEVICES
 from pushstack.routing import LogicRouter
 from pushstack.service import PushService
 from pushstack.throttle import DirectLimiter

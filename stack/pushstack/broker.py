@@ -47,8 +47,8 @@ from pushctl.contract.api import (
     Policy,
     PolicySet,
 )
+from pushctl.contract.gcpolicy import defer_full_collections, full_collection_routine
 from pushctl.contract.topology import Inventory
-from pushctl.gcpolicy import defer_full_collections, full_collection_routine
 
 from .acks import AckBook, Delivery, Key, push_frame
 from .policy_watch import PolicyFollower, drain_for
@@ -61,7 +61,7 @@ LIMIT_ENV = "PUSHCTL_BROKER_LIMIT"
 # below what one region's Toxiproxy can carry (20,000 descriptors, two per connection), so the
 # broker's own over_limit refusal is what devices meet first
 DEFAULT_LIMIT = 9000
-FULL_GC_ENV = "PUSHCTL_BROKER_FULL_GC_S"  # seconds between full garbage collections (pushctl.gcpolicy)
+FULL_GC_ENV = "PUSHCTL_BROKER_FULL_GC_S"  # seconds between full garbage collections (pushctl.contract.gcpolicy)
 DEFAULT_FULL_GC_S = 600.0
 BROKER_PING_S = 60.0
 AUTH_TIMEOUT_S = 5.0

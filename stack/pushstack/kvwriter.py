@@ -15,9 +15,10 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unused-ignore]
 
-from pushctl.contract.api import KEY_GROUP_PAYLOAD, TOPIC_GROUP_PAYLOADS
+from pushctl.contract.api import TOPIC_GROUP_PAYLOADS
 from pushctl.contract.topology import Inventory
 from pushstack.kafkaio import commit, group_consumer, lag, poll, start_consumer, stop_quietly
+from pushstack.keys import KEY_GROUP_PAYLOAD
 from pushstack.kvclient import DiskKVClient, DiskKVError
 from pushstack.service import PushService
 

@@ -30,19 +30,11 @@ import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from pushctl.contract.api import (
-    KEY_ONLINE_EVENTS,
-    KEY_ROUTING,
-    Accepted,
-    GroupTask,
-    LogicLoad,
-    Message,
-    PushBatch,
-    RoutingWeights,
-)
+from pushctl.contract.api import Accepted, GroupTask, LogicLoad, Message, PushBatch, RoutingWeights
 from pushctl.contract.topology import Inventory, ServiceKind
 from pushstack.delivery import BrokerClient, Item, Outcome, PayloadResolver
 from pushstack.journal import Entry, Inbox, Job
+from pushstack.keys import KEY_ONLINE_EVENTS, KEY_ROUTING
 from pushstack.kvclient import DiskKVClient
 from pushstack.offline import OfflineStore
 from pushstack.service import PushService

@@ -15,7 +15,8 @@ from typing import cast
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from pushctl.contract.api import KEY_OFFLINE, KEY_ROUTES, Message
+from pushctl.contract.api import Message
+from pushstack.keys import KEY_OFFLINE, KEY_ROUTES
 
 _OFFLINE_PREFIX = KEY_OFFLINE.format(device="")
 

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from pushctl.contract.api import KEY_ONLINE_EVENTS, KEY_REGION_DEVICES, KEY_ROUTES
+from pushstack.keys import KEY_ONLINE_EVENTS, KEY_REGION_DEVICES, KEY_ROUTES
 
 log = logging.getLogger("pushstack.routes")
 

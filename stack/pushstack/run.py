@@ -9,8 +9,8 @@ import importlib
 import logging
 import sys
 
+from pushctl.contract.errors import PushctlError
 from pushctl.contract.topology import ServiceKind, load_inventory
-from pushctl.errors import PushctlError
 
 # service kind -> "module:Class"; imported lazily so one service does not load every other's deps
 SERVICE_CLASSES: dict[ServiceKind, str] = {
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     target = SERVICE_CLASSES.get(spec.kind)
     if target is None:
-        print(f"error: {args.name} is a {spec.kind.value}, not a push service", file=sys.stderr)  # noqa: T201
+        print(f"error: {args.name} is a {spec.kind.value}, not a push service", file=sys.stderr)  # noqa: T201 - a command-line report: printing is its job
         sys.exit(2)
     module, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module), cls_name)

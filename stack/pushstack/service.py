@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -200,7 +200,7 @@ class PushService:
             await runner.cleanup()
         await self.on_stop()
 
-    async def __aenter__(self) -> PushService:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -249,7 +249,5 @@ def _json_error(message: str) -> str:
 
     return json.dumps({"error": message})
 
-
-from typing import TypeVar  # noqa: E402
 
 BaseModelT = TypeVar("BaseModelT", bound=BaseModel)

@@ -27,9 +27,10 @@ from typing import Any, TypeVar, cast
 import httpx
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
+from pushstack.keys import KEY_OFFLINE, KEY_ROUTES
 from websockets.asyncio.client import ClientConnection, connect
 
-from pushctl.contract.api import KEY_OFFLINE, KEY_ROUTES, AccessResult, GroupPush, SinglePush
+from pushctl.contract.api import AccessResult, GroupPush, SinglePush
 from pushctl.contract.frames import device_token
 from pushctl.contract.topology import Inventory, ServiceKind
 

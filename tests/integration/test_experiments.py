@@ -168,7 +168,7 @@ rollbacks:
     assert undo[0]["at"] - stop["breached_at"] <= 2.0, (undo[0]["at"], stop)
     assert [r["step"] for r in data["rollbacks"] if r["of"] == "rollbacks"] == ["clear-faults logic-idc1"]
     assert [s["status"] for s in data["method"]] == ["cancelled", "cancelled", "cancelled"]
-    report = ET.parse(tmp_path / "j.xml").getroot()  # noqa: S314
+    report = ET.parse(tmp_path / "j.xml").getroot()  # noqa: S314 - parses the XML this test suite just wrote
     case = report.find(".//testcase[@name='stop condition: delivery collapsed']")
     assert case is not None
     reported = case.find("failure") if proc.returncode == 1 else case.find("skipped")

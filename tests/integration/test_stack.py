@@ -100,8 +100,9 @@ def test_kafka_round_trip_through_its_link(stack: Stack) -> None:
             async with asyncio.timeout(60):
                 msg = await consumer.getone()
             await consumer.commit()
-            assert msg.value is not None
-            return msg.value
+            value: bytes = msg.value
+            assert value is not None
+            return value
         finally:
             await consumer.stop()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from toxiproxy import Toxiproxy  # type: ignore[import-untyped]  # no stubs; a read-back client only
+from toxiproxy import Toxiproxy  # no stubs (pyproject lets mypy skip it); a read-back client only
 
 from pushctl.contract.topology import Inventory
 from pushctl.errors import ToxiproxyError

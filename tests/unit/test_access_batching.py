@@ -22,7 +22,7 @@ async def test_submissions_within_the_linger_are_flushed_together() -> None:
 
     batcher: MicroBatcher[int, int] = MicroBatcher(flush, max_items=1000, linger=0.01)
     results = await asyncio.gather(batcher.submit([1, 2]), batcher.submit([3]), batcher.submit([4, 5, 6]))
-    assert results == [[10, 20], [30], [40, 50, 60]]
+    assert list(results) == [[10, 20], [30], [40, 50, 60]]
     assert flushes == [[1, 2, 3, 4, 5, 6]]
 
 

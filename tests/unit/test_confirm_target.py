@@ -59,7 +59,7 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise Reached("reached toxiproxy")
 
     monkeypatch.setattr(actions_cli, "execute", execute)
-    monkeypatch.setattr(fault_cli.links, "apply_fault", no_toxiproxy)
+    monkeypatch.setattr("pushctl.cli.fault.links.apply_fault", no_toxiproxy)
     monkeypatch.setattr(fault_cli, "get_runtime", no_toxiproxy)
     return reached
 

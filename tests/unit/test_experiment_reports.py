@@ -156,10 +156,10 @@ def test_junit_failures_carry_the_numbers() -> None:
     run["steady_states"]["before"]["checks"][0] = check("delivery_rate >= 99.9", False, 97.25)
     suite, _ = suites(junit_xml([run, journal(title="second")]))
     failures = {f.get("type"): f.get("message") for f in suite.iter("failure")}
-    assert "97.25" in failures["HypothesisDeviated"]
-    assert "12.5" in failures["StopConditionFired"] and ">= 90" in failures["StopConditionFired"]
+    assert "97.25" in str(failures["HypothesisDeviated"])
+    assert "12.5" in str(failures["StopConditionFired"]) and ">= 90" in str(failures["StopConditionFired"])
     assert suite.get("failures") == "2" and suite.get("skipped") == "1"  # `after` was never evaluated
-    root = ET.fromstring(junit_xml([run, journal(title="second")]))  # noqa: S314
+    root = ET.fromstring(junit_xml([run, journal(title="second")]))  # noqa: S314 - parses the XML this test suite just wrote
     assert root.get("tests") == str(int(suite.get("tests", "0")) + 7)
 
 

@@ -154,7 +154,7 @@ def left_behind_run(states: list[tuple[list[tuple[str, str]], str]]) -> Experime
     run.findings = []
     run.journal = SimpleNamespace(phase=lambda _name: None)  # type: ignore[assignment]
     run.exp = SimpleNamespace(title="t")  # type: ignore[assignment]
-    run.log = lambda _msg: None  # type: ignore[method-assign]
+    run.log = lambda _msg: None
     return run
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_toxiproxy_client import FakeToxiproxy, _err
 
 from pushctl.cli import fault as fault_cli
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.errors import InventoryError, PushctlError, TargetUnreachable, UsageError
 from pushctl.faults import links
 from pushctl.faults.toxics import Stream
+from tests.fake_toxiproxy import FakeToxiproxy, _err
 from tests.helpers import run_main
 
 NORTH = "127.0.0.1:17474"

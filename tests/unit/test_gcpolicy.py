@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from pushctl.gcpolicy import collect_fully, defer_full_collections
+from pushctl.contract.gcpolicy import collect_fully, defer_full_collections
 
 
 def test_deferred_full_collections_keep_young_ones_and_restore() -> None:

@@ -30,7 +30,9 @@ def measurer(probe: Any, api: Any = None) -> Measurer:
 def test_dispatcher_offered_counts_the_answers_that_offered_the_drained_region() -> None:
     answers = [(T0 + 1, ("east", "north")), (T0 + 2, ("south", "east", "north")), (T0 + 3, ("east", "south"))]
     probe = SimpleNamespace(dispatcher_answers=lambda since, until: [a for a in answers if since <= a[0] < until])
-    check = DeliveryCheck(measure="dispatcher_offered", region="south", tolerance=Tolerance(max=0))
+    check = DeliveryCheck.model_validate(
+        {"measure": "dispatcher_offered", "region": "south", "tolerance": Tolerance(max=0)}
+    )
     result = measurer(probe).delivery(check, since=T0, until=T0 + 10, cutoff=T0 + 10)
     assert (result.ok, result.value, result.timing) == (False, 2, False)
     assert "offered south in 2 of 3 answers" in result.detail
@@ -75,7 +77,7 @@ def test_population_and_kind_filters_read_their_own_rows() -> None:
     m = measurer(probe)
 
     def read(**kw: Any) -> Any:
-        check = DeliveryCheck(measure="lost", tolerance=Tolerance(max=0), **kw)
+        check = DeliveryCheck.model_validate({"measure": "lost", "tolerance": Tolerance(max=0), **kw})
         return m.delivery(check, since=T0, until=T0 + 5, cutoff=T0 + 10)
 
     assert (read().ok, read().value) == (False, 1)

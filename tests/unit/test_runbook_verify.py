@@ -20,6 +20,7 @@ from pushctl.runbooks import Finished, Verifier, baseline_problems, load_runbook
 from pushctl.runbooks import verify as verify_mod
 from pushctl.runbooks.junit import write_junit
 from pushctl.runbooks.model import Problem
+from pushctl.runbooks.runner import CommandRunner
 from tests.helpers import run_main
 
 BASELINE: dict[str, Any] = {
@@ -68,7 +69,7 @@ pushctl heal redis
 """
 
 
-class FakeRunner:
+class FakeRunner(CommandRunner):
     """Answers each command from `script` (first matching prefix); records what ran."""
 
     timeout = 60.0
@@ -102,14 +103,15 @@ def live(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {"status": json.loads(json.dumps(BASELINE))}
 
     async def live_status(inv: Inventory) -> dict[str, Any]:
-        return state["status"]
+        status: dict[str, Any] = state["status"]
+        return status
 
     async def check_platform(inv: Inventory) -> None:
         return None
 
     monkeypatch.setattr(verify_mod, "live_status", live_status)
     monkeypatch.setattr(verify_mod, "check_platform", check_platform)
-    monkeypatch.setattr(verify_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr("pushctl.runbooks.verify.time.sleep", lambda s: None)
     return state
 
 
@@ -129,7 +131,7 @@ def passing_script() -> dict[str, Callable[[], Finished] | Finished]:
 
 def test_steps_run_in_order_and_the_baseline_is_restored(tmp_path: Path, inv: Inventory, live: Any) -> None:
     runner = FakeRunner(passing_script())
-    report = Verifier(inv, runner, baseline_timeout=0).verify_all([(runbook(tmp_path), [])])  # type: ignore[arg-type]
+    report = Verifier(inv, runner, baseline_timeout=0).verify_all([(runbook(tmp_path), [])])
     result = report.results[0]
     assert report.passed, [s.to_json() for s in result.steps]
     assert runner.ran == [

@@ -327,6 +327,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--force", action="store_true", help="build every target again")
     args = ap.parse_args()
-    tags = ensure_images(connect(), cache_dir(), lambda msg: print(msg, file=sys.stderr), force=args.force)  # noqa: T201
+    tags = ensure_images(connect(), cache_dir(), lambda msg: print(msg, file=sys.stderr), force=args.force)  # noqa: T201 - a command-line report: printing is its job
     for target, tag in tags.items():
         print(f"{target}\t{tag}")  # noqa: T201 - the script's output
