@@ -23,6 +23,7 @@ from __future__ import annotations
 from pushctl.contract.errors import InventoryError, PushctlError, UsageError
 
 __all__ = [
+    "EXIT_CODES",
     "ComponentFailed",
     "Inconclusive",
     "InternalError",
@@ -36,6 +37,7 @@ __all__ = [
     "TargetUnreachable",
     "ToxiproxyError",
     "UsageError",
+    "error_for_exit",
 ]
 
 
@@ -104,3 +106,26 @@ class Interrupted(PushctlError):
     """Ctrl-C or SIGTERM stopped the run (after rolling back)."""
 
     exit_code = 130
+
+
+# The exit-code table: one class per code (the README's table and `pushctl --help` list the same).
+EXIT_CODES: dict[int, type[PushctlError]] = {
+    cls.exit_code: cls
+    for cls in (
+        SloBreached,
+        UsageError,
+        InternalError,
+        TargetUnreachable,
+        ComponentFailed,
+        LockHeld,
+        RollbackFailed,
+        Inconclusive,
+        Interrupted,
+    )
+}
+
+
+def error_for_exit(code: int, message: str, *, hint: str | None = None) -> PushctlError:
+    """The error of the class that carries `code`, for a result that sums up several runs whose
+    worst exit code decides (an experiment library, a set of journals)."""
+    return EXIT_CODES.get(code, InternalError)(message, hint=hint)

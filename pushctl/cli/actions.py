@@ -189,8 +189,12 @@ def register(app: typer.Typer) -> None:
             render.print_json({"recovered": results, "settled": settled})
         else:
             render.recover_report(results)
-        if any(not r["ok"] for r in results):
-            raise typer.Exit(7)
+        failed = [r["journal"] for r in results if not r["ok"]]
+        if failed:
+            raise RollbackFailed(
+                f"{len(failed)} of {len(results)} journal entries could not be rolled back: {', '.join(failed)}",
+                hint="fix the cause (see the steps above), then run `pushctl recover` again",
+            )
         unsettled = [k for k, v in settled.items() if v is None]
         if unsettled:
             raise RollbackFailed(

@@ -25,7 +25,7 @@ from pushctl import render
 from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.contract.topology import Inventory
-from pushctl.errors import UsageError
+from pushctl.errors import UsageError, error_for_exit
 from pushctl.experiments import (
     ExperimentInvalid,
     Problem,
@@ -82,7 +82,7 @@ def validate(ctx: typer.Context, target: PathArg, json_out: JsonOpt = False) -> 
             }
         )
         if problems:
-            raise typer.Exit(2)
+            raise UsageError(f"{len(problems)} problem(s) in the experiment files", hint="listed in the JSON above")
         return
     if problems:
         raise ExperimentInvalid(problems)
@@ -190,7 +190,7 @@ def run(
         render.experiment_totals(results, junit=junit, html=html)
     code = worst_exit(codes)
     if code:
-        raise typer.Exit(code)
+        raise error_for_exit(code, f"{sum(c != 0 for c in codes)} of {len(codes)} experiment runs did not pass")
 
 
 @app.command("report")
@@ -212,9 +212,10 @@ def report(
         write_junit(runs, junit)
     if html is not None:
         write_html(runs, html)
-    code = worst_exit([_exit_code(r) for r in runs])
+    codes = [_exit_code(r) for r in runs]
+    code = worst_exit(codes)
     if code:
-        raise typer.Exit(code)
+        raise error_for_exit(code, f"{sum(c != 0 for c in codes)} of {len(codes)} runs in these journals did not pass")
 
 
 def _exit_code(run: dict[str, Any]) -> int:

@@ -10,6 +10,7 @@ import typer
 
 from pushctl import render
 from pushctl.cli.state import state
+from pushctl.errors import ComponentFailed
 from pushctl.runtime import RUNTIMES, get_runtime
 from pushctl.runtime.install import install_all
 from pushctl.runtime.paths import cache_dir
@@ -57,7 +58,7 @@ def up(
         render.stack_status(status)
         render.info(f"stack {inv.name!r} up in {time.monotonic() - started:.1f}s")
     if not status.healthy:
-        raise typer.Exit(5)
+        raise ComponentFailed(f"stack {inv.name!r} is not healthy", hint="see the table above")
 
 
 @app.command()
@@ -70,7 +71,7 @@ def status(ctx: typer.Context, runtime: RuntimeOpt = "process", json_out: JsonOp
     else:
         render.stack_status(st)
     if not st.healthy:
-        raise typer.Exit(5)
+        raise ComponentFailed(f"stack {inv.name!r} is not healthy", hint="see the table above")
 
 
 @app.command()
