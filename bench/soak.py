@@ -196,6 +196,22 @@ def group_usage() -> dict[int, tuple[int, int]]:
     return table
 
 
+GO_GAUGES = ("go_goroutines", "go_memstats_heap_inuse_bytes")  # Toxiproxy's runtime (-runtime-metrics)
+
+
+def go_gauges(urls: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each Go component's own accounting: goroutines (two per proxied connection, plus a few) and
+    heap in use, which, unlike RSS, does not count memory freed after a burst but kept by the runtime."""
+    found: dict[str, dict[str, float]] = {}
+    for name, url in urls.items():
+        try:
+            text = httpx.get(url, timeout=2).text
+        except httpx.HTTPError:
+            continue
+        found[name] = {g: v for g in GO_GAUGES if (v := sum_samples(text, g)) is not None}
+    return found
+
+
 @dataclass
 class Sample:
     t: float
@@ -203,14 +219,16 @@ class Sample:
     pid: dict[str, int]
     rss_kb: dict[str, int]
     fds: dict[str, int]
+    go: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Sampler(threading.Thread):
     """Reads every component's RSS and descriptors every `every` seconds until stopped."""
 
-    def __init__(self, run_dir: Path, every: float, t0: float) -> None:
+    def __init__(self, run_dir: Path, every: float, t0: float, go_urls: dict[str, str] | None = None) -> None:
         super().__init__(name="sampler", daemon=True)
         self.run_dir, self.every, self.t0 = run_dir, every, t0
+        self.go_urls = go_urls or {}
         self.samples: list[Sample] = []
         self.busy_until = 0.0  # monotonic: samples before this are not quiet (a drill, or its settling)
         self._stop_event = threading.Event()
@@ -228,6 +246,7 @@ class Sampler(threading.Thread):
                     pid=pids,
                     rss_kb={n: r[0] for n, r in rows.items()},
                     fds={n: r[1] for n, r in rows.items()},
+                    go=go_gauges(self.go_urls),
                 )
             )
             self._stop_event.wait(self.every)
@@ -498,7 +517,8 @@ def soak(cli: Cli, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         *("--group-rate", str(args.group_rate), "--duration", f"{total:g}s", "--grace", "10s", "--json"),
     )
     t0 = time.monotonic()
-    sampler = Sampler(run_dir, parse_duration(args.sample_every), t0)
+    go_urls = {name: f"http://{tp.host}:{tp.port}/metrics" for name, tp in cli.inventory.toxiproxy.items()}
+    sampler = Sampler(run_dir, parse_duration(args.sample_every), t0, go_urls)
     sampler.busy_until = t0 + args.settle  # the devices connect
     sampler.start()
     run = Soak(cli, args, t0, sampler, baseline)

@@ -101,7 +101,9 @@ def redis_argv(binary: Path, comp: Component, data_dir: Path) -> list[str]:
 
 
 def toxiproxy_argv(binary: Path, comp: Component) -> list[str]:
-    return [str(binary), "-host", comp.host, "-port", str(comp.port)]
+    """`-runtime-metrics`: the Go runtime's gauges (goroutines, heap in use) on the API's /metrics, which
+    tell a leak from the allocator keeping freed memory after a burst (RSS alone cannot)."""
+    return [str(binary), "-host", comp.host, "-port", str(comp.port), "-runtime-metrics"]
 
 
 def service_argv(comp: Component, inventory_path: str) -> list[str]:

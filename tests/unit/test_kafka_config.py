@@ -136,7 +136,9 @@ def test_memory_is_bounded(inv: Inventory, tmp_path: Path) -> None:
     props = server_properties(kafka_settings(inv, "kafka", tmp_path))
 
     assert props["log.cleaner.dedupe.buffer.size"] == "2097152"
-    assert "-Xmx256m" in JVM_OPTIONS
+    heap = {opt[:4]: opt[4:] for opt in JVM_OPTIONS if opt.startswith(("-Xms", "-Xmx"))}
+    assert heap["-Xms"] == heap["-Xmx"] == "128m"  # fixed: RSS is known up front and stays flat
+    assert "-XX:+AlwaysPreTouch" in JVM_OPTIONS
     for flag in ("-XX:MaxMetaspaceSize=", "-XX:MaxDirectMemorySize=", "-XX:ReservedCodeCacheSize="):
         assert any(opt.startswith(flag) for opt in JVM_OPTIONS), flag
     assert "-XX:+ExitOnOutOfMemoryError" in JVM_OPTIONS
