@@ -41,6 +41,7 @@ from xml.etree import ElementTree as ET
 
 from pushctl.contract.derive import derived_inventory
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, load_inventory
+from pushctl.runtime.pids import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "mutations"
@@ -196,10 +197,10 @@ class Workbench:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 6
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in pids:
-            if _alive(pid):
+            if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         self._start()  # starts what is not running: the push services, on the copy's code
@@ -261,14 +262,6 @@ def patched_files(patch: Path) -> set[Path]:
         for line in patch.read_text().splitlines()
         if line.startswith("diff --git ") and " b/" in line
     }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 # ---- judging -------------------------------------------------------------------------------------

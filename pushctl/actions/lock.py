@@ -6,19 +6,11 @@ import contextlib
 import json
 import os
 import time
-from pathlib import Path
 
 from pushctl.contract.topology import Inventory
 from pushctl.errors import LockHeld
 from pushctl.runtime.paths import run_dir
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from pushctl.runtime.pids import pid_alive
 
 
 class TargetLock:
@@ -36,7 +28,7 @@ class TargetLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder is not None and _alive(int(str(holder.get("pid", -1)))):
+                if holder is not None and pid_alive(int(str(holder.get("pid", -1)))):
                     since = time.strftime("%H:%M:%S", time.localtime(float(str(holder.get("since", 0)))))
                     raise LockHeld(
                         f"{holder.get('what', 'another action')} (pid {holder.get('pid')}, since {since}) "

@@ -23,17 +23,10 @@ from typing import Any, Literal
 
 from pushctl.contract.topology import Inventory
 from pushctl.runtime.paths import run_dir
+from pushctl.runtime.pids import pid_alive
 
 RunStatus = Literal["running", "completed", "failed", "aborted", "interrupted"]
 FLUSH_EVERY_S = 1.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def journal_dir(inv: Inventory) -> Path:
@@ -132,7 +125,7 @@ class RunJournal:
 def read_journal(path: Path) -> dict[str, Any]:
     """A run journal; a `running` one whose process is gone is reported `interrupted`."""
     data: dict[str, Any] = json.loads(path.read_text())
-    if data.get("status") == "running" and not _alive(int(data.get("pid", -1))):
+    if data.get("status") == "running" and not pid_alive(int(data.get("pid", -1))):
         data["status"] = "interrupted"
         data["error"] = data.get("error") or "the run's process died (kill -9?); `pushctl recover` undoes its actions"
     return data

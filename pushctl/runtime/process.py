@@ -28,6 +28,7 @@ from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus, ens
 from pushctl.runtime.components import Component, Role, components, redis_argv, service_argv, toxiproxy_argv
 from pushctl.runtime.install import Installed, install_all
 from pushctl.runtime.paths import cache_dir, run_dir
+from pushctl.runtime.pids import start_time
 
 STOP_GRACE_S = 4.0  # Kafka needs ~2.3 s for a clean shutdown; everything stops concurrently
 
@@ -38,18 +39,6 @@ class PidRecord:
     starttime: int
     started_at: float
     argv: list[str]
-
-
-def _proc_starttime(pid: int) -> int | None:
-    """Kernel start time of `pid` (field 22 of /proc/pid/stat); None when gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 class ProcessRuntime(Runtime):
@@ -80,7 +69,7 @@ class ProcessRuntime(Runtime):
 
     def alive(self, name: str) -> PidRecord | None:
         rec = self._read_pid(name)
-        if rec is None or _proc_starttime(rec.pid) != rec.starttime:
+        if rec is None or start_time(rec.pid) != rec.starttime:
             return None
         return rec
 
@@ -158,7 +147,7 @@ class ProcessRuntime(Runtime):
             )
         starttime = None
         for _ in range(50):
-            starttime = _proc_starttime(proc.pid)
+            starttime = start_time(proc.pid)
             if starttime is not None:
                 break
             time.sleep(0.01)

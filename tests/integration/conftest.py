@@ -20,6 +20,7 @@ import pytest
 
 from pushctl.contract.derive import derived_inventory
 from pushctl.contract.topology import Inventory, load_inventory
+from pushctl.runtime.pids import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,14 +61,6 @@ def _pids(run_dir: Path) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_base = tmp_path_factory.mktemp("run")
@@ -84,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         pids = pids or _pids(st.run_dir)
         st.pushctl("stack", "down", timeout=60)
-        leftovers = [p for p in pids if _alive(p)]
+        leftovers = [p for p in pids if pid_alive(p)]
         for pid in leftovers:
             os.kill(pid, 9)
         assert not leftovers, f"stack down left processes running: {leftovers}"
@@ -105,4 +98,4 @@ def derived_stack(source: Path, name: str, *, shift: int, env: dict[str, str], t
     finally:
         pids = _pids(st.run_dir)
         st.pushctl("stack", "down", timeout=60)
-        assert not [p for p in pids if _alive(p)]
+        assert not [p for p in pids if pid_alive(p)]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack, _alive
+from pushctl.runtime.pids import pid_alive
+from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ def test_stack_down_leaves_no_process_and_no_proxy(stack: Stack) -> None:
     started = time.monotonic()
     stack.pushctl("stack", "down", check=True)
     assert time.monotonic() - started < 15
-    assert [p for p in pids if _alive(p)] == []
+    assert [p for p in pids if pid_alive(p)] == []
     assert list((stack.run_dir / "pids").glob("*.json")) == []
     for _, port in stack.inventory.iter_ports():
         with socket.socket() as sock:

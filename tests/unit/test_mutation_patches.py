@@ -1,4 +1,4 @@
-"""Every planted defect in mutations/ still applies to the stack as it is now.
+"""Every planted defect (mutations/, and the soak's leaks in bench/leaks/) still applies to the stack as it is now.
 
 The mutation matrix (an integration test, minutes into CI) would find a stale patch only when it
 reaches it; a refactoring of stack/ that moves a patch's context should fail here, in seconds.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PATCHES = sorted((REPO / "mutations").glob("*.patch"))
+PATCHES = sorted((REPO / "mutations").glob("*.patch")) + sorted((REPO / "bench" / "leaks").glob("*.patch"))
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -30,4 +30,4 @@ def test_the_planted_defect_applies_to_the_current_stack(patch: Path) -> None:
 
 
 def test_there_are_planted_defects() -> None:
-    assert len(PATCHES) >= 16
+    assert len(PATCHES) >= 18

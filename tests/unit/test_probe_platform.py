@@ -14,7 +14,6 @@ import contextlib
 import functools
 import gc
 import json
-import os
 import random
 import socket
 import threading
@@ -40,6 +39,7 @@ from pushctl.errors import SloBreached, TargetUnreachable
 from pushctl.probe import Ledger, Probe, ProbeOptions
 from pushctl.probe.fleet import Fleet
 from pushctl.probe.probe import device_config
+from pushctl.runtime.pids import pid_alive
 
 TOKEN = "fake-platform-token"  # noqa: S105 - the fake platform's test secret
 NEAREST = {
@@ -298,15 +298,7 @@ async def until(check: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return False
-    return True
+alive = pid_alive
 
 
 # ---- one device, up close ------------------------------------------------------------------------
