@@ -10,7 +10,7 @@ import time
 from pushctl.contract.topology import Inventory
 from pushctl.errors import LockHeld
 from pushctl.runtime.paths import run_dir
-from pushctl.runtime.pids import pid_alive
+from pushctl.runtime.pids import pid_alive, start_time
 
 
 class TargetLock:
@@ -33,17 +33,22 @@ class TargetLock:
                     raise LockHeld(
                         f"{holder.get('what', 'another action')} (pid {holder.get('pid')}, since {since}) "
                         f"holds the lock on stack {self.path.parent.name!r}",
-                        hint="wait for it, or stop it (Ctrl-C rolls it back)",
+                        hint="wait for it, or stop it: Ctrl-C in its terminal, or `pushctl abort` from any",
                     ) from None
                 # the holder died (kill -9): its lock does not hold the target forever
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
                 continue
             with os.fdopen(fd, "w") as fh:
-                json.dump({"pid": os.getpid(), "what": self.what, "since": time.time()}, fh)
+                record = {"pid": os.getpid(), "what": self.what, "since": time.time(), "start": start_time(os.getpid())}
+                json.dump(record, fh)
             self._held = True
             return
         raise LockHeld(f"could not take the lock {self.path}")
+
+    def holder(self) -> dict[str, object] | None:
+        """The lock file's record of its holder (pid, what, since), None when free or unreadable."""
+        return self._holder()
 
     def _holder(self) -> dict[str, object] | None:
         try:

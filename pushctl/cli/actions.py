@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from pushctl import render
+from pushctl.actions.abort import abort as abort_target
 from pushctl.actions.base import Action
 from pushctl.actions.drain import Drain, Restore
 from pushctl.actions.recover import recover as recover_entries
@@ -200,6 +201,34 @@ def register(app: typer.Typer) -> None:
             raise RollbackFailed(
                 f"undone, but the platform did not settle within 30s: {', '.join(unsettled)}",
                 hint="see `pushctl status`",
+            )
+
+    @app.command(rich_help_panel="Failover")
+    def abort(
+        ctx: typer.Context,
+        timeout: Annotated[
+            str, typer.Option("--timeout", help="How long a run gets to roll back on its own before it is killed.")
+        ] = "120s",
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Emergency stop: whatever action, experiment or runbook verification holds the target rolls back
+        and stops (killed and undone from its journal if stuck); returns when the target is at baseline."""
+        inv = state(ctx).inventory
+        grace = parse_duration(timeout, what="--timeout")
+        report = asyncio.run(abort_target(inv, timeout=grace, log=render.info))
+        if json_out:
+            render.print_json(report.to_json())
+        else:
+            for s in report.stopped:
+                render.info(f"stopped {s['what']} (pid {s['pid']}): {s['how']} after {s['seconds']}s")
+            render.recover_report(report.recovered)
+            render.info(f"abort done in {report.seconds}s")
+        failed = [r["journal"] for r in report.recovered if not r["ok"]]
+        if failed or report.unsettled:
+            left = [*(f"{j} not rolled back" for j in failed), *(f"{k} not settled" for k in report.unsettled)]
+            raise RollbackFailed(
+                "aborted, but the target is not at its baseline: " + "; ".join(left),
+                hint="see `pushctl status`; fix the cause, then `pushctl recover`",
             )
 
     @app.command(rich_help_panel="Failover")

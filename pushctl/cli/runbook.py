@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from pushctl import render
+from pushctl.actions.abort import Session
 from pushctl.cli.options import CONFIRM_ENV, ConfirmOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.errors import Interrupted, PushctlError, RollbackFailed
@@ -174,9 +175,10 @@ def verify(
     verifier = Verifier(inv, runner, on_step=lambda rb, step: render.runbook_step(rb.id, step))
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        for rb, problems in linted:
-            render.runbook_problems(str(rb.path), problems, quiet_when_clean=True)
-        report = verifier.verify_all(linted)
+        with Session(inv, f"runbook verify {' '.join(names or []) or '(all)'}"):  # `pushctl abort` finds it
+            for rb, problems in linted:
+                render.runbook_problems(str(rb.path), problems, quiet_when_clean=True)
+            report = verifier.verify_all(linted)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if junit is not None:
