@@ -1,28 +1,70 @@
-"""Building blocks actions share: journaled faults and component signals, holding, timing."""
+"""Building blocks actions share: journaled faults and component signals (with their undo steps), timing."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 from pushctl.actions.base import ActionContext
-from pushctl.faults.links import FaultSpec, apply_fault
+from pushctl.actions.undo import Log, UndoStep
+from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
+from pushctl.faults.links import FaultSpec, apply_fault, revert_fault
 from pushctl.runtime import get_runtime
+
+
+class RevertFault(UndoStep):
+    """Undo of a fault on a link: bring it up, or remove the toxics the fault added."""
+
+    op: ClassVar[str] = "revert_fault"
+    spec: FaultSpec
+
+    def summary(self) -> str:
+        return f"revert {self.spec.describe()}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        result = await revert_fault(self.spec)
+        return "; ".join(result.summaries) or f"reverted fault on {self.spec.link}"
+
+
+class RestartComponent(UndoStep):
+    """Undo of a crash: start the component again unless it already runs."""
+
+    op: ClassVar[str] = "restart_component"
+    runtime_signal: ClassVar[str] = "ensure-running"
+    component: str
+    runtime: str = "process"
+
+    def summary(self) -> str:
+        return f"restart {self.component}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        return await get_runtime(self.runtime, inv, log=log).signal(self.component, self.runtime_signal)
+
+
+class ResumeComponent(RestartComponent):
+    """Undo of a pause: let the frozen component run again."""
+
+    op: ClassVar[str] = "resume_component"
+    runtime_signal: ClassVar[str] = "resume"
+
+    def summary(self) -> str:
+        return f"resume {self.component}"
 
 
 async def journaled_fault(ctx: ActionContext, spec: FaultSpec) -> str:
     """Journal the undo of `spec`, then apply it."""
-    ctx.journal.will_undo("revert_fault", f"revert {spec.describe()}", spec=spec.model_dump(mode="json"))
+    ctx.journal.will_undo(RevertFault(spec=spec))
     result = await apply_fault(spec)
     return result.connections
 
 
 async def journaled_crash(ctx: ActionContext, component: str, mode: str = "crash") -> str:
     """Kill (or pause) a component; its undo restarts (or resumes) it."""
-    undo = "resume_component" if mode == "pause" else "restart_component"
-    verb = "resume" if mode == "pause" else "restart"
-    ctx.journal.will_undo(undo, f"{verb} {component}", component=component, runtime=ctx.runtime)
+    undo = ResumeComponent if mode == "pause" else RestartComponent
+    ctx.journal.will_undo(undo(component=component, runtime=ctx.runtime))
     runtime = get_runtime(ctx.runtime, ctx.inv, log=ctx.log)
     return await runtime.signal(component, "pause" if mode == "pause" else "crash")
 

@@ -16,9 +16,10 @@ import httpx
 
 from pushctl._http import tls
 from pushctl.actions.base import Action, ActionContext, Outcome
+from pushctl.actions.common import RestartComponent
 from pushctl.actions.journal import Journal, load_entries, open_entries
 from pushctl.actions.lock import TargetLock
-from pushctl.actions.undo import UndoOutcome, run_undo
+from pushctl.actions.undo import UndoOutcome, failures, run_undo
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import ComponentFailed, Inconclusive, Interrupted, LockHeld, RollbackFailed, SloBreached
@@ -62,11 +63,11 @@ class ActionReport:
 def held_components(inv: Inventory) -> set[str]:
     """Components a held action stopped or froze on purpose (`fail ... --hold`)."""
     return {
-        str(step.args["component"])
+        step.component
         for entry in load_entries(inv)
         if entry.status == "held"
         for step in entry.undo
-        if "component" in step.args
+        if isinstance(step, RestartComponent)  # a resume is a restart's kin: it too names a component
     }
 
 
@@ -234,10 +235,10 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
             await probe.close()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
-    failed_undo = [o for o in outcomes if not o.ok]
+    failed_undo = failures(outcomes)
     if failed_undo:
         raise RollbackFailed(
-            "rollback failed: " + "; ".join(f"{o.step.describe}: {o.detail}" for o in failed_undo),
+            "rollback failed: " + "; ".join(failed_undo),
             hint=f"fix the cause, then run `pushctl recover` (journal {journal.entry.path if journal else '?'})",
         )
     if interrupted:
@@ -256,7 +257,7 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         measurements=measurements,
         during=during.to_json() if during else None,
         overall=summary.to_json() if summary else None,
-        rollback=[{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
+        rollback=[o.to_json() for o in outcomes],
         slo=opts.slo,
         passed=outcome == "passed",
         verdict=verdict,

@@ -32,7 +32,7 @@ from pushctl.actions.common import wait_until
 from pushctl.actions.journal import Journal, open_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.runner import check_platform
-from pushctl.actions.undo import run_undo
+from pushctl.actions.undo import failures, run_undo
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import ComponentFailed, LockHeld, PushctlError, RollbackFailed, TargetUnreachable
@@ -595,7 +595,7 @@ class ExperimentRun:
             ok = all(o.ok for o in outcomes)
             applied.journal.set_status("rolled-back" if ok else "rollback-failed")
             self._close_window(rs, applied.window)
-            record["undo"] = [{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes]
+            record["undo"] = [o.to_json() for o in outcomes]
             self.journal.data["rollbacks"] += [
                 {
                     "step": o.step.describe,
@@ -608,7 +608,7 @@ class ExperimentRun:
                 for o in outcomes
             ]
             if not ok:
-                raise RollbackFailed("; ".join(f"{o.step.describe}: {o.detail}" for o in outcomes if not o.ok))
+                raise RollbackFailed("; ".join(failures(outcomes)))
             measurements.update(await asyncio.wait_for(action.after_rollback(ctx), timeout=60))
         checks: list[Outcome] = action.checks(measurements)
         record["output"] = measurements
@@ -682,8 +682,7 @@ class ExperimentRun:
                         "at": time.time(),
                     }
                 )
-                if not o.ok:
-                    failed.append(f"{o.step.describe}: {o.detail}")
+            failed += failures(outcomes)
             if ok and not self.interrupted and applied.step.action is not None:
                 with contextlib.suppress(PushctlError, TimeoutError):
                     await asyncio.wait_for(applied.step.action.after_rollback(applied.ctx), timeout=30)
