@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from pushctl.actions.base import ActionContext
 from pushctl.actions.undo import Log, UndoStep
+from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.faults.links import FaultSpec, apply_fault, revert_fault
@@ -80,3 +81,36 @@ async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, po
             pass
         await asyncio.sleep(poll)
     return None
+
+
+async def wait_platform_back(
+    api: PlatformClient,
+    *,
+    stray: Callable[[Policy], bool] | None = None,
+    storage: str | None = None,
+    timeout: float,
+    poll: float,
+) -> tuple[float | None, list[str]]:
+    """Wait for what the platform undoes by itself after a rollback: no policy `stray` picks left in
+    force (the scheduler withdraws its auto drain of a region that healed) and the access tier storing
+    on `storage` again (it leaves its fallback once Redis is back). None skips that read.
+
+    Returns the seconds it took (None: not within `timeout`) and what was still left at the last read.
+    """
+    left: list[str] = []
+
+    async def back() -> bool:
+        left.clear()  # a read that fails leaves what it could not read out (empty: nothing could be read)
+        if stray is not None:
+            found = {(p.origin, p.region) for p in (await api.policies()).policies if stray(p)}
+            left.extend(
+                f"{'auto drain' if origin == 'auto' else 'drain'} of {region} never withdrawn"
+                for origin, region in sorted(found)
+            )
+        if storage is not None:
+            mode = (await api.storage()).mode
+            if mode != storage:
+                left.append(f"storage still on {mode} (was {storage})")
+        return not left
+
+    return await wait_until(back, timeout=timeout, poll=poll), left

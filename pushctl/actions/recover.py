@@ -13,14 +13,16 @@ from typing import Any
 
 import httpx
 
-from pushctl.actions.common import wait_until
+from pushctl.actions.common import wait_platform_back
 from pushctl.actions.journal import Journal, JournalEntry, load_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.undo import run_undo
+from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 
 SETTLE_TIMEOUT_S = 30.0
+SETTLE_POLL_S = 0.2
 
 
 async def settle(
@@ -39,18 +41,13 @@ async def settle(
     async with PlatformClient(inv, transport=transport) as api:
         if regions:
 
-            async def withdrawn() -> bool:
-                policies = (await api.policies()).policies
-                return not any(p.origin == "auto" and p.region in regions for p in policies)
+            def auto_drain(policy: Policy) -> bool:
+                return policy.origin == "auto" and policy.region in regions
 
-            seconds = await wait_until(withdrawn, timeout=timeout, poll=0.2)
+            seconds, _ = await wait_platform_back(api, stray=auto_drain, timeout=timeout, poll=SETTLE_POLL_S)
             out["auto_drain_withdrawn_s"] = None if seconds is None else round(seconds, 1)
         if redis:
-
-            async def on_redis() -> bool:
-                return (await api.storage()).mode == "redis"
-
-            seconds = await wait_until(on_redis, timeout=timeout, poll=0.2)
+            seconds, _ = await wait_platform_back(api, storage="redis", timeout=timeout, poll=SETTLE_POLL_S)
             out["storage_on_redis_s"] = None if seconds is None else round(seconds, 1)
     return out
 

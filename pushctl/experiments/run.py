@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from pushctl.actions.base import ActionContext, Outcome
-from pushctl.actions.common import wait_until
+from pushctl.actions.common import wait_platform_back
 from pushctl.actions.journal import Journal, open_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.runner import check_platform
 from pushctl.actions.undo import failures, run_undo
+from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import ComponentFailed, LockHeld, PushctlError, RollbackFailed, TargetUnreachable
@@ -147,7 +148,7 @@ class ExperimentRun:
         self.measurer: Measurer | None = None
         self.watch: Watch | None = None
         self.method_window: tuple[float, float] | None = None
-        self._start_state: tuple[frozenset[tuple[str, str]], str] | None = None
+        self._start_state: tuple[frozenset[tuple[str, str]], str] | None = None  # drains in force, storage
         self.findings: list[Finding] = []
         self.verdict = "passed"
         self.inconclusive: list[str] = []
@@ -712,22 +713,16 @@ class ExperimentRun:
         if self.api is None or self._start_state is None:
             return
         start_policies, start_storage = self._start_state
-        left: list[str] = []
 
-        async def back() -> bool:
-            policies, storage = await self._platform_state()
-            left.clear()
-            left.extend(
-                f"{'auto drain' if origin == 'auto' else 'drain'} of {region} never withdrawn"
-                for origin, region in sorted(policies - start_policies)
-            )
-            if storage != start_storage:
-                left.append(f"storage still on {storage} (was {start_storage})")
-            return not left
+        def new(policy: Policy) -> bool:
+            return (policy.origin, policy.region) not in start_policies
 
         self.journal.phase("left behind")
         started = time.time()
-        if await wait_until(back, timeout=LEFT_BEHIND_TIMEOUT_S, poll=0.5) is not None:
+        seconds, left = await wait_platform_back(
+            self.api, stray=new, storage=start_storage, timeout=LEFT_BEHIND_TIMEOUT_S, poll=0.5
+        )
+        if seconds is not None:
             return
         detail = f"the platform was left changed {LEFT_BEHIND_TIMEOUT_S:.0f}s after the rollbacks: " + (
             ", ".join(left) or "its state could not be read"
