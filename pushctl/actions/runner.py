@@ -1,13 +1,14 @@
 """Run one action the safe way: plan -> preflight -> journal -> apply -> verify -> report -> rollback.
 
-Ctrl-C and SIGTERM cancel the run; the rollback then runs to completion (further signals are
-ignored while it does) and the command exits 130. `kill -9` leaves the journal for `pushctl recover`.
+The lock, the journal, the rollback and Ctrl-C / SIGTERM are the change life cycle's
+(`pushctl.actions.lifecycle`, shared with experiments): a signal cancels the run, the rollback then
+runs to completion (further signals only say so) and the command exits 130. `kill -9` leaves the
+journal for `pushctl recover`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +18,12 @@ import httpx
 from pushctl._http import tls
 from pushctl.actions.base import Action, ActionContext, Outcome
 from pushctl.actions.common import RestartComponent
-from pushctl.actions.journal import Journal, load_entries, open_entries
-from pushctl.actions.lock import TargetLock
-from pushctl.actions.undo import UndoOutcome, failures, run_undo
+from pushctl.actions.journal import Journal, load_entries
+from pushctl.actions.lifecycle import ChangeLifecycle
+from pushctl.actions.undo import UndoOutcome
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, Inconclusive, Interrupted, LockHeld, RollbackFailed, SloBreached
+from pushctl.errors import ComponentFailed, Inconclusive, SloBreached
 from pushctl.probe.ledger import LedgerSummary
 from pushctl.probe.probe import Probe, ProbeOptions
 
@@ -158,91 +159,51 @@ def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], r
 async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any) -> ActionReport:
     """Run `action` against `inv`; always leaves the platform at its baseline unless `opts.hold`."""
     started = time.monotonic()
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    interrupted: list[str] = []
-
-    def on_signal(name: str) -> None:
-        if not interrupted:
-            interrupted.append(name)
-            log(f"{name}: rolling back before exit ...")
-            if task is not None:
-                task.cancel()
-        else:
-            log(f"{name}: rollback in progress, please wait")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    lock = TargetLock(inv, action.title())
     journal: Journal | None = None
     probe: Probe | None = None
     outcomes: list[UndoOutcome] = []
     measurements: dict[str, Any] = {}
     applied_at = ended_at = 0.0
-    try:
-        lock.acquire()
-        leftovers = open_entries(inv)
-        if leftovers:
-            raise LockHeld(
-                f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left changes behind",
-                hint="run `pushctl recover` first",
-            )
-        async with PlatformClient(inv) as api:
-            if action.requires_healthy:
-                await check_platform(inv, expected_down=held_components(inv))
-            if opts.probe is not None:
-                probe = Probe(inv, opts.probe)
-                await probe.start()
-                await asyncio.sleep(opts.warmup_s)
-            ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
-            await action.preflight(ctx)
-            journal = Journal.begin(inv, action.name, action.params(), [s.describe() for s in action.plan()])
-            ctx.journal = journal
-            applied_at = ctx.applied_at = time.time()
-            await action.apply(ctx)
-            journal.set_status("applied")
-            measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
-            ended_at = time.time()
-    except asyncio.CancelledError:
-        if not interrupted:
-            raise
-    finally:
-        ended_at = ended_at or time.time()
-        try:
-            if journal is not None and (not opts.hold or interrupted or journal.entry.status != "applied"):
-                outcomes = await run_undo(inv, journal.entry.undo, log=log)
-                journal.set_status("rolled-back" if all(o.ok for o in outcomes) else "rollback-failed")
-                if not interrupted and all(o.ok for o in outcomes):
-                    async with PlatformClient(inv) as api:
-                        settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
-                        measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
-            elif journal is not None:
-                # a held drill stays to be undone later; restore/heal are themselves undos: done
-                journal.set_status("held" if action.drill else "completed")
-        finally:
-            lock.release()
     summary = during = None
-    if probe is not None:
+    async with ChangeLifecycle(inv, action.title(), log=log) as life:
         try:
-            if journal is not None and not interrupted:
-                await asyncio.sleep(SETTLE_AFTER_ROLLBACK_S)
-            if interrupted:
-                await probe.close()
-            else:
+            try:
+                with life.cancellable():
+                    async with PlatformClient(inv) as api:
+                        if action.requires_healthy:
+                            await check_platform(inv, expected_down=held_components(inv))
+                        if opts.probe is not None:
+                            probe = Probe(inv, opts.probe)
+                            await probe.start()
+                            await asyncio.sleep(opts.warmup_s)
+                        ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
+                        await action.preflight(ctx)
+                        journal = life.begin(action)
+                        ctx.journal = journal
+                        applied_at = ctx.applied_at = time.time()
+                        await action.apply(ctx)
+                        journal.set_status("applied")
+                        measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
+                        ended_at = time.time()
+            finally:
+                ended_at = ended_at or time.time()
+                if journal is not None and (not opts.hold or life.interrupted or journal.entry.status != "applied"):
+                    outcomes = await life.rollback(journal)
+                    if not life.interrupted and all(o.ok for o in outcomes):
+                        async with PlatformClient(inv) as api:
+                            settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
+                            measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
+                elif journal is not None:
+                    life.keep(journal, drill=action.drill)
+            if probe is not None and not life.interrupted:
+                if journal is not None:
+                    await asyncio.sleep(SETTLE_AFTER_ROLLBACK_S)
                 summary = await probe.stop()
                 during = probe.summary(since=applied_at, until=ended_at)
         finally:
-            await probe.close()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
-    failed_undo = failures(outcomes)
-    if failed_undo:
-        raise RollbackFailed(
-            "rollback failed: " + "; ".join(failed_undo),
-            hint=f"fix the cause, then run `pushctl recover` (journal {journal.entry.path if journal else '?'})",
-        )
-    if interrupted:
-        raise Interrupted(f"interrupted by {interrupted[0]}; rolled back ({len(outcomes)} undo steps)")
+            if probe is not None:
+                await probe.close()  # also when the run failed or was interrupted: no device left connected
+    life.raise_for(outcomes, journal)
     if during is not None:
         measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
     checks = action.checks(measurements) if journal is not None else []

@@ -3,11 +3,12 @@
     result = await run_experiment(inv, resolved, RunSettings(log=print))
     result.status, result.deviated, result.exit_code, result.journal_path
 
-One probe runs from before the first hypothesis check until the rollbacks are done. Every action
-is journaled through `pushctl.actions.journal` before it changes anything, so `pushctl recover`
-undoes what a `kill -9`ed run left; the rollbacks themselves run in `finally`, on an exception,
-a stop condition, SIGINT or SIGTERM (a second signal waits for them). The target's lock is held
-throughout: one experiment (or action) at a time per target.
+One probe runs from before the first hypothesis check until the rollbacks are done. The target's
+lock, the signals and each action's journal and undo are the change life cycle's
+(`pushctl.actions.lifecycle`, shared with single actions): every action is journaled before it
+changes anything, so `pushctl recover` undoes what a `kill -9`ed run left; the rollbacks run in
+`finally`, on an exception, a stop condition, SIGINT or SIGTERM (a second signal waits for them);
+one experiment (or action) at a time per target.
 
 Every check that does not hold is a finding (`pushctl.experiments.verdict`); once the probe has
 stopped, the whole run's ledger is checked too (nothing lost, no push nobody sent, duplicates and
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,14 +29,14 @@ from typing import Any
 
 from pushctl.actions.base import ActionContext, Outcome
 from pushctl.actions.common import wait_platform_back
-from pushctl.actions.journal import Journal, open_entries
-from pushctl.actions.lock import TargetLock
+from pushctl.actions.journal import Journal
+from pushctl.actions.lifecycle import ChangeLifecycle
 from pushctl.actions.runner import check_platform
-from pushctl.actions.undo import failures, run_undo
+from pushctl.actions.undo import failures
 from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, LockHeld, PushctlError, RollbackFailed, TargetUnreachable
+from pushctl.errors import ComponentFailed, PushctlError, RollbackFailed, TargetUnreachable
 from pushctl.experiments.measure import CheckResult, Measurer
 from pushctl.experiments.model import (
     INSTANT_MEASURES,
@@ -142,7 +142,7 @@ class ExperimentRun:
         self.status: RunStatus = "running"
         self.exit_code = EXIT_PASSED
         self.error: str | None = None
-        self.interrupted: list[str] = []
+        self.life: ChangeLifecycle | None = None
         self.probe: Probe | None = None
         self.api: PlatformClient | None = None
         self.measurer: Measurer | None = None
@@ -155,70 +155,45 @@ class ExperimentRun:
 
     # ---- the whole run ---------------------------------------------------------------------------
     async def run(self) -> RunResult:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-
-        def on_signal(name: str) -> None:
-            if not self.interrupted:
-                self.interrupted.append(name)
-                self.log(f"{name}: stopping the experiment, rolling back ...")
-                if task is not None:
-                    task.cancel()
-            else:
-                self.log(f"{name}: rollback in progress, please wait")
-
-        handlers = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
-                loop.add_signal_handler(sig, on_signal, sig.name)
-                handlers.append(sig)
-        lock = TargetLock(self.inv, f"experiment {self.exp.title!r}")
         timeline_task: asyncio.Task[None] | None = None
-        owner = False
         live_task = asyncio.create_task(self._live_routine(), name="experiment-live")
         try:
-            try:
-                lock.acquire()
-                leftovers = open_entries(self.inv)
-                if leftovers:
-                    raise LockHeld(
-                        f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left "
-                        "changes behind",
-                        hint="run `pushctl recover` first",
-                    )
-                owner = True  # from here on, whatever happens, the rollbacks run
-                self.api = PlatformClient(self.inv)
+            self.life = ChangeLifecycle(
+                self.inv,
+                f"experiment {self.exp.title!r}",
+                log=self.log,
+                on_interrupt="stopping the experiment, rolling back ...",
+            )
+            async with self.life as life:  # from here on, whatever happens, the rollbacks run
                 try:
-                    await check_platform(self.inv)
-                except ComponentFailed as exc:
-                    raise TargetUnreachable(exc.message, hint=exc.hint) from exc
-                self._start_state = await self._platform_state()
-                timeline_task = await self._start_probe()
-                await self._phases()
-            except asyncio.CancelledError:
-                if not self.interrupted:
-                    raise
-                if task is not None:
-                    task.uncancel()
-                self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {self.interrupted[0]}")
-            except PushctlError as exc:
-                code = exc.exit_code if exc.exit_code in SEVERITY else EXIT_DEVIATED
-                self._fail("failed", code, exc.message)
-            finally:
-                try:
-                    if owner:
-                        await self._rollback()
-                        if not self.interrupted and self.exit_code != EXIT_ROLLBACK:
-                            await self._check_left_behind()
+                    with life.cancellable():
+                        self.api = PlatformClient(self.inv)
+                        try:
+                            await check_platform(self.inv)
+                        except ComponentFailed as exc:
+                            raise TargetUnreachable(exc.message, hint=exc.hint) from exc
+                        self._start_state = await self._platform_state()
+                        timeline_task = await self._start_probe()
+                        await self._phases()
+                    if life.interrupted:
+                        self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {life.interrupted}")
+                except PushctlError as exc:
+                    self._fail("failed", _run_code(exc), exc.message)
                 finally:
-                    await self._stop_probe(timeline_task)
-                    lock.release()
-                    if self.api is not None:
-                        await self.api.aclose()
+                    try:
+                        await self._rollback()
+                        if life.interrupted and self.status != "interrupted":  # a signal during the rollback
+                            self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {life.interrupted}")
+                        if not life.interrupted and self.exit_code != EXIT_ROLLBACK:
+                            await self._check_left_behind()
+                    finally:
+                        await self._stop_probe(timeline_task)
+                        if self.api is not None:
+                            await self.api.aclose()
+        except PushctlError as exc:  # the target is locked, or an earlier run left changes behind
+            self._fail("failed", _run_code(exc), exc.message)
         finally:
             live_task.cancel()
-            for sig in handlers:
-                loop.remove_signal_handler(sig)
         self._decide()
         self.journal.data["verdict"] = self.verdict
         self.journal.data["inconclusive"] = self.inconclusive
@@ -235,6 +210,11 @@ class ExperimentRun:
             self.journal.path,
             self.journal.data,
         )
+
+    @property
+    def interrupted(self) -> str | None:
+        """The signal that stopped the run, if one did."""
+        return self.life.interrupted if self.life is not None else None
 
     def _decide(self) -> None:
         """The verdict from the findings, unless the run already ended on something worse."""
@@ -563,10 +543,10 @@ class ExperimentRun:
 
     async def _action_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
         action = rs.action
-        assert action is not None and self.api is not None  # noqa: S101
+        assert action is not None and self.api is not None and self.life is not None  # noqa: S101
         ctx = ActionContext(self.inv, self.api, None, self.settings.runtime, self.log, self.probe)  # type: ignore[arg-type]
         await action.preflight(ctx)
-        journal = Journal.begin(self.inv, action.name, action.params(), [s.describe() for s in action.plan()])
+        journal = self.life.begin(action)
         ctx.journal = journal
         record["journal"] = journal.entry.path
         window = self._window(rs, record)
@@ -586,15 +566,14 @@ class ExperimentRun:
         """Wait for the action's effect; a step with a duration then undoes itself."""
         rs, ctx, record = applied.step, applied.ctx, applied.record
         action = rs.action
-        assert action is not None  # noqa: S101
+        assert action is not None and self.life is not None  # noqa: S101
         measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
         if not action.drill:
-            applied.journal.set_status("completed")  # nothing to undo (restore is itself an undo)
+            self.life.keep(applied.journal, drill=False)  # nothing to undo (restore is itself an undo)
             self._close_window(rs, applied.window)
         elif rs.reverts:
-            outcomes = await run_undo(self.inv, applied.journal.entry.undo, log=self.log)
+            outcomes = await self.life.rollback(applied.journal)
             ok = all(o.ok for o in outcomes)
-            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
             self._close_window(rs, applied.window)
             record["undo"] = [o.to_json() for o in outcomes]
             self.journal.data["rollbacks"] += [
@@ -666,11 +645,10 @@ class ExperimentRun:
         failed: list[str] = []
         for applied in reversed(self.applied):
             entry = applied.journal.entry
-            if not entry.open:
+            if not entry.open or self.life is None:
                 continue
-            outcomes = await run_undo(self.inv, entry.undo, log=self.log)
+            outcomes = await self.life.rollback(applied.journal)
             ok = all(o.ok for o in outcomes)
-            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
             self._close_window(applied.step, applied.window)
             for o in outcomes:
                 records.append(
@@ -740,13 +718,11 @@ class ExperimentRun:
                 results = await clear_faults(self.inv, getattr(rs.model, "link", None))
                 out["detail"] = "; ".join(f"{r.link}: {r.connections}" for r in results if r.changed) or "no fault"
             elif rs.action is not None:
-                assert self.api is not None  # noqa: S101
-                journal = Journal.begin(
-                    self.inv, rs.action.name, rs.action.params(), [s.describe() for s in rs.action.plan()]
-                )
+                assert self.api is not None and self.life is not None  # noqa: S101
+                journal = self.life.begin(rs.action)
                 ctx = ActionContext(self.inv, self.api, journal, self.settings.runtime, self.log, self.probe)
                 await rs.action.apply(ctx)
-                journal.set_status("held" if rs.action.drill else "completed")  # a restore is itself an undo
+                self.life.keep(journal, drill=rs.action.drill)  # a restore is itself an undo: complete
                 out["detail"] = "; ".join(ctx.notes) or "done"
         except (PushctlError, TimeoutError) as exc:
             out.update(ok=False, detail=str(exc))
@@ -832,6 +808,11 @@ class ExperimentRun:
             f"during the method: {'holds' if met else 'DOES NOT HOLD'}"
             + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
         )
+
+
+def _run_code(exc: PushctlError) -> int:
+    """The exit code an error ends a run with: its own when the run knows it, else "deviated"."""
+    return exc.exit_code if exc.exit_code in SEVERITY else EXIT_DEVIATED
 
 
 def _worse(code: int, than: int) -> bool:
