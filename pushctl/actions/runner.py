@@ -21,6 +21,7 @@ from pushctl.actions.common import RestartComponent
 from pushctl.actions.journal import Journal, load_entries
 from pushctl.actions.lifecycle import ChangeLifecycle
 from pushctl.actions.undo import UndoOutcome
+from pushctl.actions.verdict import Trouble, delivery_outcomes, failed_claims, judge
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import ComponentFailed, Inconclusive, SloBreached
@@ -105,44 +106,14 @@ def _impact_seconds(summary: LedgerSummary, probe: Probe | None, applied_at: flo
     return 0.0 if not bad else round(max(0.0, t0 + max(bad) + 1 - applied_at), 1)
 
 
-def delivery_outcomes(summary: LedgerSummary | None, slo: float) -> list[Outcome]:
-    """The SLO (a timing claim) and the ledger (never a timing claim) of the messages sent meanwhile."""
-    if summary is None:
-        return []
-    if summary.sent == 0:
-        return [Outcome(False, "the probe sent nothing during the action", timing=True)]
-    rate = summary.delivery_rate
-    rate_txt = f"{rate:.3f}%" if rate is not None else "n/a"
-    return [
-        Outcome(
-            rate is not None and rate >= slo,
-            f"delivery {rate_txt} (SLO {slo}%), late {summary.late} of {summary.sent}",
-            timing=True,
-        ),
-        Outcome(summary.lost == 0, f"lost {summary.lost}"),
-        Outcome(
-            summary.duplicates == 0,
-            f"{summary.duplicates} duplicates reached the app",
-        ),
-        Outcome(summary.unexpected == 0, f"{summary.unexpected} deliveries of pushes nobody sent"),
-    ]
-
-
-def judge(outcomes: list[Outcome], rig_trouble: list[str]) -> tuple[str, list[str]]:
-    """passed | failed | inconclusive: a failure is inconclusive only when every failed claim is a
-    timing claim and the rig could not keep up meanwhile; a loss is never excused."""
-    failed = [o for o in outcomes if not o.ok]
-    if not failed:
-        return "passed", []
-    if rig_trouble and all(o.timing for o in failed):
-        return "inconclusive", rig_trouble
-    return "failed", []
-
-
-def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], rig: list[str]) -> tuple[str, str]:
+def _verdict(
+    summary: LedgerSummary | None, slo: float, checks: list[Outcome], trouble: Trouble, window: tuple[float, float]
+) -> tuple[str, str, list[str]]:
+    """passed | failed | inconclusive, the verdict line, and why the rig could not keep up (inconclusive)."""
     delivery = delivery_outcomes(summary, slo)
     outcomes = delivery + checks
-    verdict, reasons = judge(outcomes, rig)
+    judgement = judge(failed_claims(outcomes, *window), trouble)
+    verdict, reasons = judgement.verdict, judgement.reasons
     breached = "SLO BREACHED: " if any(not o.ok for o in delivery) else "FAILED: "
     head = {"passed": "SLO held: ", "failed": breached, "inconclusive": "INCONCLUSIVE: "}[verdict]
     if summary is None:
@@ -153,7 +124,11 @@ def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], r
     text = head + "; ".join(o.text for o in shown if o.text)
     if reasons:
         text += " (the rig could not keep up: " + "; ".join(reasons) + ")"
-    return verdict, text
+    return verdict, text, reasons
+
+
+def _no_trouble(since: float, until: float) -> list[str]:
+    return []
 
 
 async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any) -> ActionReport:
@@ -207,8 +182,8 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
     if during is not None:
         measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
     checks = action.checks(measurements) if journal is not None else []
-    rig = probe.rig.trouble(applied_at, ended_at) if probe is not None else []
-    outcome, verdict = _verdict(during, opts.slo, checks, rig)
+    trouble = probe.rig.trouble if probe is not None else _no_trouble
+    outcome, verdict, rig = _verdict(during, opts.slo, checks, trouble, (applied_at, ended_at))
     return ActionReport(
         action=action.name,
         params=action.params(),
@@ -224,7 +199,7 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         verdict=verdict,
         seconds=round(time.monotonic() - started, 2),
         checks=[o.to_json() for o in delivery_outcomes(during, opts.slo) + checks],
-        inconclusive=rig if outcome == "inconclusive" else [],
+        inconclusive=rig,
     )
 
 

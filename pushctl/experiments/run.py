@@ -10,7 +10,7 @@ changes anything, so `pushctl recover` undoes what a `kill -9`ed run left; the r
 `finally`, on an exception, a stop condition, SIGINT or SIGTERM (a second signal waits for them);
 one experiment (or action) at a time per target.
 
-Every check that does not hold is a finding (`pushctl.experiments.verdict`); once the probe has
+Every check that does not hold is a finding (`pushctl.actions.verdict`); once the probe has
 stopped, the whole run's ledger is checked too (nothing lost, no push nobody sent, duplicates and
 rejections within the experiment's declared tolerance). The verdict is passed, failed, or
 inconclusive when only timing checks failed while the rig could not keep up (exit 8).
@@ -33,6 +33,7 @@ from pushctl.actions.journal import Journal
 from pushctl.actions.lifecycle import ChangeLifecycle
 from pushctl.actions.runner import check_platform
 from pushctl.actions.undo import failures
+from pushctl.actions.verdict import EXIT_INCONCLUSIVE, Finding, failed_claims, judge
 from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
@@ -47,7 +48,6 @@ from pushctl.experiments.model import (
 )
 from pushctl.experiments.resolve import Resolved, ResolvedStep
 from pushctl.experiments.run_journal import RunJournal, RunStatus
-from pushctl.experiments.verdict import EXIT_INCONCLUSIVE, Finding, judge
 from pushctl.experiments.watch import Timeline, Watch
 from pushctl.faults.links import clear_faults
 from pushctl.probe.ledger import LedgerSummary
@@ -594,11 +594,7 @@ class ExperimentRun:
         record["output"] = measurements
         record["checks"] = [c.to_json() for c in checks]
         record["ended_at"] = time.time()
-        for c in checks:
-            if not c.ok:
-                self.findings.append(
-                    Finding(c.text, c.text, c.timing, record["started_at"], record["ended_at"], rs.label)
-                )
+        self.findings += failed_claims(checks, record["started_at"], record["ended_at"], rs.label)
         if any(not c.ok for c in checks):
             record["status"] = "deviated"
         self.journal.flush()
