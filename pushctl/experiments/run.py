@@ -182,8 +182,6 @@ class ExperimentRun:
                 finally:
                     try:
                         await self._rollback()
-                        if life.interrupted and self.status != "interrupted":  # a signal during the rollback
-                            self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {life.interrupted}")
                         if not life.interrupted and self.exit_code != EXIT_ROLLBACK:
                             await self._check_left_behind()
                     finally:
@@ -194,6 +192,8 @@ class ExperimentRun:
             self._fail("failed", _run_code(exc), exc.message)
         finally:
             live_task.cancel()
+        if self.interrupted and self.status != "interrupted":  # a signal after the method: nothing was cut short
+            self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {self.interrupted}")
         self._decide()
         self.journal.data["verdict"] = self.verdict
         self.journal.data["inconclusive"] = self.inconclusive
