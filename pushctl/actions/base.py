@@ -2,7 +2,7 @@
 
     class Drain(Action):
         def plan(self) -> list[PlanStep]: ...            # what changes where, how verified and undone
-        async def apply(self, ctx: ActionContext) -> None: # ctx.journal.will_undo(...) before each change
+        async def apply(self, ctx: ActionContext) -> None: # ctx.journal.will_undo(step) before each change
         async def await_effect(self, ctx) -> dict[str, Any]: # wait for and measure the effect
 
 Rollback is not a method: it is the journal's undo steps, run by `pushctl.actions.undo`, so a

@@ -11,16 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import journaled_crash
 from pushctl.actions.drain import check_region
+from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
+from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError, UsageError
 
 MAX_LIMIT = 1_000_000
 POLL_S = 0.2
+
+
+class RestoreConnectionLimit(UndoStep):
+    """Undo of a limit: the region broker's connection limit as it was."""
+
+    op: ClassVar[str] = "set_limit"
+    region: str
+    limit: int
+
+    def summary(self) -> str:
+        return f"{self.region} connection limit back to {self.limit}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        await api.set_limit(self.region, self.limit)
+        return f"{self.region} connection limit back to {self.limit}"
 
 
 class LimitRegion(Action):
@@ -56,10 +73,11 @@ class LimitRegion(Action):
         before = await ctx.api.connections(self.region)
         self.before = before.limit
         ctx.journal.will_undo(
-            "set_limit",
-            f"{self.broker} connection limit back to {before.limit}",
-            region=self.region,
-            limit=before.limit,
+            RestoreConnectionLimit(
+                region=self.region,
+                limit=before.limit,
+                describe=f"{self.broker} connection limit back to {before.limit}",
+            )
         )
         after = await ctx.api.set_limit(self.region, self.limit)
         ctx.notes.append(f"{self.broker}: limit {before.limit} -> {after.limit} ({after.count} connected)")

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.journal import Journal, load_entries
+from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.api import PolicyIn
 from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError, UsageError
 
 POLICY_PROPAGATION_S = 1.5  # the scheduler pushes at once; followers poll every second as a backstop
@@ -25,6 +27,38 @@ MIN_ORDERS_FOR_SPREAD = 5  # fewer orders say nothing about spreading
 SPREAD_MIN_SHARE = 0.5  # the slots must cover at least half the window
 PEAK_FACTOR = 3.0  # connections per 100 ms may be this many times the even share (at least PEAK_FLOOR)
 PEAK_FLOOR = 6
+
+
+class WithdrawDrainPolicy(UndoStep):
+    """Undo of a drain: remove the operator's policy of that kind for the region (the scheduler's own
+    auto policies are the scheduler's to withdraw)."""
+
+    op: ClassVar[str] = "remove_policy"
+    region: str
+    kind: str = "drain"
+
+    def summary(self) -> str:
+        return f"withdraw the {self.kind} policy for {self.region}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        removed = 0
+        for policy in (await api.policies()).policies:
+            if policy.region == self.region and policy.origin == "operator" and policy.kind == self.kind:
+                await api.remove_policy(policy.id)
+                removed += 1
+        return f"removed {removed} {self.kind} policy for {self.region}"
+
+
+class SetAutoPolicies(UndoStep):
+    """Turn the scheduler's auto policies back on (or off). No action records it today; journals of
+    earlier versions may, and still replay."""
+
+    op: ClassVar[str] = "set_auto"
+    enabled: bool
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        await api.set_auto(self.enabled)
+        return f"scheduler auto policies {'on' if self.enabled else 'off'}"
 
 
 def check_region(inv: Inventory, region: str) -> str:
@@ -99,7 +133,7 @@ class Drain(Action):
         before = (await ctx.api.all_connections()).get(self.region)
         ctx.notes.append(f"{before.count if before else '?'} devices on {self.region} before the drain")
         self._before = before.count if before else None
-        ctx.journal.will_undo("remove_policy", f"withdraw the drain policy for {self.region}", region=self.region)
+        ctx.journal.will_undo(WithdrawDrainPolicy(region=self.region))
         policy = await ctx.api.add_policy(PolicyIn(region=self.region, spread_s=self.spread_s))
         ctx.journal.event("policy added", id=policy.id)
 

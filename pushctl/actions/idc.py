@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import journaled_crash, journaled_fault
+from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
+from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError, UsageError
 from pushctl.faults.links import plan_link_down
 
@@ -22,6 +24,20 @@ SETTLE_S = 3.0  # the access tier and the bypass consumer read the weights every
 SHARE_TOLERANCE = 0.05  # an IDC weighted 0 (or 100) may carry this share of deliveries anyway (stragglers)
 MIN_DELIVERIES = 20  # below this, shares say nothing
 SURVIVORS_MIN = 0.5  # surviving IDCs deliver at least this share of what the probe sent meanwhile
+
+
+class RestoreRoutingWeights(UndoStep):
+    """Undo of a switch: the logic gateways' routing weights as they were."""
+
+    op: ClassVar[str] = "set_routing"
+    weights: dict[str, float]
+
+    def summary(self) -> str:
+        return f"routing weights back to {self.weights}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        await api.set_routing(dict(self.weights))
+        return f"routing weights back to {self.weights}"
 
 
 def parse_weights(inv: Inventory, to: str | None, weights: str | None) -> dict[str, float]:
@@ -111,7 +127,7 @@ class SwitchIdc(Action):
         before = await ctx.api.routing()
         self.before = before.weights
         self.before_by_gateway = await ctx.api.routing_by_gateway()
-        ctx.journal.will_undo("set_routing", f"routing weights back to {before.weights}", weights=before.weights)
+        ctx.journal.will_undo(RestoreRoutingWeights(weights=before.weights))
         after = await ctx.api.set_routing(self.weights)
         ctx.notes.append(f"routing {before.weights} -> {after.weights}")
 

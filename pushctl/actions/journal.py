@@ -11,24 +11,16 @@ import json
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pushctl.actions.undo import UndoStep, undo_from_json
 from pushctl.contract.topology import Inventory
 from pushctl.runtime.paths import run_dir
 
 Status = Literal["intent", "applying", "applied", "held", "completed", "rolled-back", "rollback-failed", "recovered"]
 OPEN_STATUSES = ("intent", "applying", "applied", "rollback-failed")
-
-
-@dataclass
-class UndoStep:
-    """One primitive that reverses one mutation; executed by `pushctl.actions.undo`."""
-
-    op: str
-    args: dict[str, Any]
-    describe: str
 
 
 @dataclass
@@ -48,6 +40,12 @@ class JournalEntry:
     @property
     def open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal file's content (its format is shared with every pushctl version)."""
+        data = asdict(replace(self, undo=[]))
+        data["undo"] = [step.to_json() for step in self.undo]
+        return data
 
 
 def journal_dir(inv: Inventory) -> Path:
@@ -79,9 +77,9 @@ class Journal:
         journal.flush()
         return journal
 
-    def will_undo(self, op: str, describe: str, **args: Any) -> None:
+    def will_undo(self, step: UndoStep) -> None:
         """Record how to reverse the mutation about to happen; call before making it."""
-        self.entry.undo.append(UndoStep(op, args, describe))
+        self.entry.undo.append(step)
         if self.entry.status == "intent":
             self.entry.status = "applying"
         self.flush()
@@ -97,7 +95,7 @@ class Journal:
     def flush(self) -> None:
         path = Path(self.entry.path)
         tmp = path.with_suffix(".tmp")
-        data = json.dumps(asdict(self.entry), indent=2, default=str)
+        data = json.dumps(self.entry.to_json(), indent=2, default=str)
         with tmp.open("w") as fh:
             fh.write(data)
             fh.flush()
@@ -121,7 +119,7 @@ def load_entries(inv: Inventory) -> list[JournalEntry]:
             raw = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        raw["undo"] = [UndoStep(**u) for u in raw.get("undo", [])]
+        raw["undo"] = [undo_from_json(u) for u in raw.get("undo", [])]
         out.append(JournalEntry(**raw))
     return out
 

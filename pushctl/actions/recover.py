@@ -11,18 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pushctl.actions.common import wait_until
+import httpx
+
+from pushctl.actions.common import wait_platform_back
 from pushctl.actions.journal import Journal, JournalEntry, load_entries
 from pushctl.actions.lock import TargetLock
 from pushctl.actions.undo import run_undo
+from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 
 SETTLE_TIMEOUT_S = 30.0
+SETTLE_POLL_S = 0.2
 
 
 async def settle(
-    inv: Inventory, entries: Sequence[JournalEntry], *, timeout: float = SETTLE_TIMEOUT_S
+    inv: Inventory,
+    entries: Sequence[JournalEntry],
+    *,
+    timeout: float = SETTLE_TIMEOUT_S,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Any]:
     """Wait until the platform is back where the undone actions' own rollbacks would have left it."""
     out: dict[str, Any] = {}
@@ -30,31 +38,32 @@ async def settle(
     redis = any(e.action == "fail-redis" for e in entries)
     if not regions and not redis:
         return out
-    async with PlatformClient(inv) as api:
+    async with PlatformClient(inv, transport=transport) as api:
         if regions:
 
-            async def withdrawn() -> bool:
-                policies = (await api.policies()).policies
-                return not any(p.origin == "auto" and p.region in regions for p in policies)
+            def auto_drain(policy: Policy) -> bool:
+                return policy.origin == "auto" and policy.region in regions
 
-            seconds = await wait_until(withdrawn, timeout=timeout, poll=0.2)
+            seconds, _ = await wait_platform_back(api, stray=auto_drain, timeout=timeout, poll=SETTLE_POLL_S)
             out["auto_drain_withdrawn_s"] = None if seconds is None else round(seconds, 1)
         if redis:
-
-            async def on_redis() -> bool:
-                return (await api.storage()).mode == "redis"
-
-            seconds = await wait_until(on_redis, timeout=timeout, poll=0.2)
+            seconds, _ = await wait_platform_back(api, storage="redis", timeout=timeout, poll=SETTLE_POLL_S)
             out["storage_on_redis_s"] = None if seconds is None else round(seconds, 1)
     return out
 
 
 async def recover(
-    inv: Inventory, *, log: Callable[[str], None], include_held: bool = False, action: str | None = None
+    inv: Inventory,
+    *,
+    log: Callable[[str], None],
+    include_held: bool = False,
+    action: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Undo open journal entries (and held ones when asked), then wait for the platform to settle.
 
     Returns one result per entry, and what settling measured (see the module docstring).
+    `transport` replaces the network under the platform client (tests).
     """
     results: list[dict[str, Any]] = []
     undone: list[JournalEntry] = []
@@ -64,7 +73,7 @@ async def recover(
             if not wanted or (action is not None and entry.action != action):
                 continue
             log(f"recovering {entry.id} ({entry.action} {entry.params}, status {entry.status}) ...")
-            outcomes = await run_undo(inv, entry.undo, log=log)
+            outcomes = await run_undo(inv, entry.undo, log=log, transport=transport)
             ok = all(o.ok for o in outcomes)
             Journal(entry).set_status("recovered" if ok else "rollback-failed")
             if ok:
@@ -75,10 +84,10 @@ async def recover(
                     "action": entry.action,
                     "params": entry.params,
                     "ok": ok,
-                    "steps": [{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
+                    "steps": [o.to_json() for o in outcomes],
                 }
             )
-    settled = await settle(inv, undone)
+    settled = await settle(inv, undone, transport=transport)
     if settled:
         shown = ", ".join(f"{k} {v if v is not None else 'NOT within 30s'}" for k, v in settled.items())
         log(f"the platform settled: {shown}")

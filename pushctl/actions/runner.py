@@ -1,13 +1,14 @@
 """Run one action the safe way: plan -> preflight -> journal -> apply -> verify -> report -> rollback.
 
-Ctrl-C and SIGTERM cancel the run; the rollback then runs to completion (further signals are
-ignored while it does) and the command exits 130. `kill -9` leaves the journal for `pushctl recover`.
+The lock, the journal, the rollback and Ctrl-C / SIGTERM are the change life cycle's
+(`pushctl.actions.lifecycle`, shared with experiments): a signal cancels the run, the rollback then
+runs to completion (further signals only say so) and the command exits 130. `kill -9` leaves the
+journal for `pushctl recover`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +17,14 @@ import httpx
 
 from pushctl._http import tls
 from pushctl.actions.base import Action, ActionContext, Outcome
-from pushctl.actions.journal import Journal, load_entries, open_entries
-from pushctl.actions.lock import TargetLock
-from pushctl.actions.undo import UndoOutcome, run_undo
+from pushctl.actions.common import RestartComponent
+from pushctl.actions.journal import Journal, load_entries
+from pushctl.actions.lifecycle import ChangeLifecycle
+from pushctl.actions.undo import UndoOutcome
+from pushctl.actions.verdict import Trouble, delivery_outcomes, failed_claims, judge
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, Inconclusive, Interrupted, LockHeld, RollbackFailed, SloBreached
+from pushctl.errors import ComponentFailed, Inconclusive, SloBreached
 from pushctl.probe.ledger import LedgerSummary
 from pushctl.probe.probe import Probe, ProbeOptions
 
@@ -62,11 +65,11 @@ class ActionReport:
 def held_components(inv: Inventory) -> set[str]:
     """Components a held action stopped or froze on purpose (`fail ... --hold`)."""
     return {
-        str(step.args["component"])
+        step.component
         for entry in load_entries(inv)
         if entry.status == "held"
         for step in entry.undo
-        if "component" in step.args
+        if isinstance(step, RestartComponent)  # a resume is a restart's kin: it too names a component
     }
 
 
@@ -103,44 +106,14 @@ def _impact_seconds(summary: LedgerSummary, probe: Probe | None, applied_at: flo
     return 0.0 if not bad else round(max(0.0, t0 + max(bad) + 1 - applied_at), 1)
 
 
-def delivery_outcomes(summary: LedgerSummary | None, slo: float) -> list[Outcome]:
-    """The SLO (a timing claim) and the ledger (never a timing claim) of the messages sent meanwhile."""
-    if summary is None:
-        return []
-    if summary.sent == 0:
-        return [Outcome(False, "the probe sent nothing during the action", timing=True)]
-    rate = summary.delivery_rate
-    rate_txt = f"{rate:.3f}%" if rate is not None else "n/a"
-    return [
-        Outcome(
-            rate is not None and rate >= slo,
-            f"delivery {rate_txt} (SLO {slo}%), late {summary.late} of {summary.sent}",
-            timing=True,
-        ),
-        Outcome(summary.lost == 0, f"lost {summary.lost}"),
-        Outcome(
-            summary.duplicates == 0,
-            f"{summary.duplicates} duplicates reached the app",
-        ),
-        Outcome(summary.unexpected == 0, f"{summary.unexpected} deliveries of pushes nobody sent"),
-    ]
-
-
-def judge(outcomes: list[Outcome], rig_trouble: list[str]) -> tuple[str, list[str]]:
-    """passed | failed | inconclusive: a failure is inconclusive only when every failed claim is a
-    timing claim and the rig could not keep up meanwhile; a loss is never excused."""
-    failed = [o for o in outcomes if not o.ok]
-    if not failed:
-        return "passed", []
-    if rig_trouble and all(o.timing for o in failed):
-        return "inconclusive", rig_trouble
-    return "failed", []
-
-
-def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], rig: list[str]) -> tuple[str, str]:
+def _verdict(
+    summary: LedgerSummary | None, slo: float, checks: list[Outcome], trouble: Trouble, window: tuple[float, float]
+) -> tuple[str, str, list[str]]:
+    """passed | failed | inconclusive, the verdict line, and why the rig could not keep up (inconclusive)."""
     delivery = delivery_outcomes(summary, slo)
     outcomes = delivery + checks
-    verdict, reasons = judge(outcomes, rig)
+    judgement = judge(failed_claims(outcomes, *window), trouble)
+    verdict, reasons = judgement.verdict, judgement.reasons
     breached = "SLO BREACHED: " if any(not o.ok for o in delivery) else "FAILED: "
     head = {"passed": "SLO held: ", "failed": breached, "inconclusive": "INCONCLUSIVE: "}[verdict]
     if summary is None:
@@ -151,102 +124,66 @@ def _verdict(summary: LedgerSummary | None, slo: float, checks: list[Outcome], r
     text = head + "; ".join(o.text for o in shown if o.text)
     if reasons:
         text += " (the rig could not keep up: " + "; ".join(reasons) + ")"
-    return verdict, text
+    return verdict, text, reasons
+
+
+def _no_trouble(since: float, until: float) -> list[str]:
+    return []
 
 
 async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any) -> ActionReport:
     """Run `action` against `inv`; always leaves the platform at its baseline unless `opts.hold`."""
     started = time.monotonic()
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    interrupted: list[str] = []
-
-    def on_signal(name: str) -> None:
-        if not interrupted:
-            interrupted.append(name)
-            log(f"{name}: rolling back before exit ...")
-            if task is not None:
-                task.cancel()
-        else:
-            log(f"{name}: rollback in progress, please wait")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    lock = TargetLock(inv, action.title())
     journal: Journal | None = None
     probe: Probe | None = None
     outcomes: list[UndoOutcome] = []
     measurements: dict[str, Any] = {}
     applied_at = ended_at = 0.0
-    try:
-        lock.acquire()
-        leftovers = open_entries(inv)
-        if leftovers:
-            raise LockHeld(
-                f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left changes behind",
-                hint="run `pushctl recover` first",
-            )
-        async with PlatformClient(inv) as api:
-            if action.requires_healthy:
-                await check_platform(inv, expected_down=held_components(inv))
-            if opts.probe is not None:
-                probe = Probe(inv, opts.probe)
-                await probe.start()
-                await asyncio.sleep(opts.warmup_s)
-            ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
-            await action.preflight(ctx)
-            journal = Journal.begin(inv, action.name, action.params(), [s.describe() for s in action.plan()])
-            ctx.journal = journal
-            applied_at = ctx.applied_at = time.time()
-            await action.apply(ctx)
-            journal.set_status("applied")
-            measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
-            ended_at = time.time()
-    except asyncio.CancelledError:
-        if not interrupted:
-            raise
-    finally:
-        ended_at = ended_at or time.time()
-        try:
-            if journal is not None and (not opts.hold or interrupted or journal.entry.status != "applied"):
-                outcomes = await run_undo(inv, journal.entry.undo, log=log)
-                journal.set_status("rolled-back" if all(o.ok for o in outcomes) else "rollback-failed")
-                if not interrupted and all(o.ok for o in outcomes):
-                    async with PlatformClient(inv) as api:
-                        settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
-                        measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
-            elif journal is not None:
-                # a held drill stays to be undone later; restore/heal are themselves undos: done
-                journal.set_status("held" if action.drill else "completed")
-        finally:
-            lock.release()
     summary = during = None
-    if probe is not None:
+    async with ChangeLifecycle(inv, action.title(), log=log) as life:
         try:
-            if journal is not None and not interrupted:
-                await asyncio.sleep(SETTLE_AFTER_ROLLBACK_S)
-            if interrupted:
-                await probe.close()
-            else:
+            try:
+                with life.cancellable():
+                    async with PlatformClient(inv) as api:
+                        if action.requires_healthy:
+                            await check_platform(inv, expected_down=held_components(inv))
+                        if opts.probe is not None:
+                            probe = Probe(inv, opts.probe)
+                            await probe.start()
+                            await asyncio.sleep(opts.warmup_s)
+                        ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
+                        await action.preflight(ctx)
+                        journal = life.begin(action)
+                        ctx.journal = journal
+                        applied_at = ctx.applied_at = time.time()
+                        await action.apply(ctx)
+                        journal.set_status("applied")
+                        measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
+                        ended_at = time.time()
+            finally:
+                ended_at = ended_at or time.time()
+                if journal is not None and (not opts.hold or life.interrupted or journal.entry.status != "applied"):
+                    outcomes = await life.rollback(journal)
+                    if not life.interrupted and all(o.ok for o in outcomes):
+                        async with PlatformClient(inv) as api:
+                            settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
+                            measurements.update(await asyncio.wait_for(action.after_rollback(settle_ctx), 60))
+                elif journal is not None:
+                    life.keep(journal, drill=action.drill)
+            if probe is not None and not life.interrupted:
+                if journal is not None:
+                    await asyncio.sleep(SETTLE_AFTER_ROLLBACK_S)
                 summary = await probe.stop()
                 during = probe.summary(since=applied_at, until=ended_at)
         finally:
-            await probe.close()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
-    failed_undo = [o for o in outcomes if not o.ok]
-    if failed_undo:
-        raise RollbackFailed(
-            "rollback failed: " + "; ".join(f"{o.step.describe}: {o.detail}" for o in failed_undo),
-            hint=f"fix the cause, then run `pushctl recover` (journal {journal.entry.path if journal else '?'})",
-        )
-    if interrupted:
-        raise Interrupted(f"interrupted by {interrupted[0]}; rolled back ({len(outcomes)} undo steps)")
+            if probe is not None:
+                await probe.close()  # also when the run failed or was interrupted: no device left connected
+    life.raise_for(outcomes, journal)
     if during is not None:
         measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
     checks = action.checks(measurements) if journal is not None else []
-    rig = probe.rig.trouble(applied_at, ended_at) if probe is not None else []
-    outcome, verdict = _verdict(during, opts.slo, checks, rig)
+    trouble = probe.rig.trouble if probe is not None else _no_trouble
+    outcome, verdict, rig = _verdict(during, opts.slo, checks, trouble, (applied_at, ended_at))
     return ActionReport(
         action=action.name,
         params=action.params(),
@@ -256,13 +193,13 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
         measurements=measurements,
         during=during.to_json() if during else None,
         overall=summary.to_json() if summary else None,
-        rollback=[{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes],
+        rollback=[o.to_json() for o in outcomes],
         slo=opts.slo,
         passed=outcome == "passed",
         verdict=verdict,
         seconds=round(time.monotonic() - started, 2),
         checks=[o.to_json() for o in delivery_outcomes(during, opts.slo) + checks],
-        inconclusive=rig if outcome == "inconclusive" else [],
+        inconclusive=rig,
     )
 
 

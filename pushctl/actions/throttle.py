@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import wait_until
+from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.api import MAX_RATE, Throttle
+from pushctl.contract.topology import Inventory
+from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError, UsageError
+
+
+class RestoreThrottle(UndoStep):
+    """Undo of a throttle: the access tier's throttle as it was."""
+
+    op: ClassVar[str] = "set_throttle"
+    throttle: Throttle
+
+    def summary(self) -> str:
+        return f"throttle back to {self.throttle.mode}"
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        await api.set_throttle(self.throttle)
+        return f"throttle back to {self.throttle.mode}"
 
 
 class ThrottleAccess(Action):
@@ -83,7 +100,7 @@ class ThrottleAccess(Action):
     async def apply(self, ctx: ActionContext) -> None:
         self._before = await self._counts(ctx)
         before = await ctx.api.throttle()
-        ctx.journal.will_undo("set_throttle", f"throttle back to {before.mode}", throttle=before.model_dump())
+        ctx.journal.will_undo(RestoreThrottle(throttle=before))
         await ctx.api.set_throttle(self._throttle(before))
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:

@@ -1,21 +1,122 @@
-"""Execute journaled undo steps: the one place rollback and `pushctl recover` share.
+"""Undo steps: typed, declared beside the action that records them, run by rollback and `recover` alike.
 
-Each step is idempotent (running it twice, or after the change never happened, is harmless), so
-recovery can replay a journal whatever point the interrupted run had reached.
+An action journals one step before each change it makes (`ctx.journal.will_undo(step)`); rolling
+back, in process or after `kill -9` (`pushctl recover`), loads the steps from the journal and runs
+them with `run_undo`. Each step class names a stable `op`, the key the journal's JSON keeps:
+
+    {"op": "remove_policy", "args": {"region": "south", "kind": "drain"}, "describe": "withdraw ..."}
+
+    class WithdrawDrainPolicy(UndoStep):          # in pushctl/actions/drain.py
+        op: ClassVar[str] = "remove_policy"
+        region: str
+        async def run(self, inv, api, log) -> str: ...
+
+Every step is idempotent (running it twice, or after the change never happened, is harmless), so
+recovery can replay a journal whatever point the interrupted run had reached. `registry()` lists
+every step a journal may name; a journal naming another op (or args that do not parse) loads as an
+`UnreadableUndo`, whose run fails with a message saying so, so `status` still reads that journal.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from pushctl.actions.journal import UndoStep
-from pushctl.contract.api import Throttle
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError
-from pushctl.faults.links import FaultSpec, revert_fault
-from pushctl.runtime import get_runtime
+
+Log = Callable[[str], None]
+
+
+class UndoStep(BaseModel):
+    """Reverses one mutation; the fields are the journal's `args`, `describe` what reports show."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    op: ClassVar[str]
+    describe: str = Field(default="", exclude=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        if not self.describe:
+            object.__setattr__(self, "describe", self.summary())  # frozen: set once, while building
+
+    def summary(self) -> str:
+        """What `describe` says when the action gives no text of its own."""
+        return self.op
+
+    def args(self) -> dict[str, Any]:
+        """The journal's `args` (JSON-safe)."""
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> dict[str, Any]:
+        """The journal's record of this step (the format every pushctl version reads)."""
+        return {"op": self.op, "args": self.args(), "describe": self.describe}
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        """Undo the change; return what was done (shown in reports). Raise PushctlError on failure."""
+        raise NotImplementedError
+
+
+class UnreadableUndo(UndoStep):
+    """A journal's step this pushctl cannot run (an unknown op, or args that do not parse).
+
+    Kept as written, so rewriting the journal loses nothing; running it fails with `problem`.
+    """
+
+    op: ClassVar[str] = "?"
+    name: str
+    raw_args: dict[str, Any]
+    problem: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "args": self.raw_args, "describe": self.describe}
+
+    async def run(self, inv: Inventory, api: PlatformClient, log: Log) -> str:
+        raise PushctlError(self.problem)
+
+
+@functools.cache
+def registry() -> dict[str, type[UndoStep]]:
+    """Every undo step a journal may name, by its `op`."""
+    # imported here, at first use: the modules declaring the steps import the journal, which imports this
+    from pushctl.actions.capacity import RestoreConnectionLimit
+    from pushctl.actions.common import RestartComponent, ResumeComponent, RevertFault
+    from pushctl.actions.drain import SetAutoPolicies, WithdrawDrainPolicy
+    from pushctl.actions.idc import RestoreRoutingWeights
+    from pushctl.actions.throttle import RestoreThrottle
+
+    steps: tuple[type[UndoStep], ...] = (
+        WithdrawDrainPolicy,
+        SetAutoPolicies,
+        RestoreRoutingWeights,
+        RestoreThrottle,
+        RestoreConnectionLimit,
+        RevertFault,
+        RestartComponent,
+        ResumeComponent,
+    )
+    return {step.op: step for step in steps}
+
+
+def undo_from_json(record: dict[str, Any]) -> UndoStep:
+    """The typed step of one journal record; an `UnreadableUndo` when it names no known step."""
+    op, args, describe = str(record.get("op")), record.get("args") or {}, str(record.get("describe") or "")
+    step = registry().get(op)
+    if step is None:
+        problem = f"unknown undo step {op!r} in the journal (known: {', '.join(sorted(registry()))})"
+    else:
+        try:
+            return step.model_validate({**args, "describe": describe})
+        except ValidationError as exc:
+            where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            problem = f"undo step {op!r} in the journal has invalid args: {where}"
+    return UnreadableUndo(name=op, raw_args=dict(args), problem=problem, describe=describe or op)
 
 
 @dataclass
@@ -24,51 +125,25 @@ class UndoOutcome:
     ok: bool
     detail: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step.describe, "ok": self.ok, "detail": self.detail}
 
-async def run_undo(inv: Inventory, steps: Sequence[UndoStep], *, log: Callable[[str], None]) -> list[UndoOutcome]:
+
+def failures(outcomes: Sequence[UndoOutcome]) -> list[str]:
+    """`describe: detail` of every step that failed."""
+    return [f"{o.step.describe}: {o.detail}" for o in outcomes if not o.ok]
+
+
+async def run_undo(
+    inv: Inventory, steps: Sequence[UndoStep], *, log: Log, transport: httpx.AsyncBaseTransport | None = None
+) -> list[UndoOutcome]:
     """Run `steps` in reverse order; every step is tried even when an earlier one fails."""
     outcomes = []
-    async with PlatformClient(inv, timeout=5.0) as api:
+    async with PlatformClient(inv, timeout=5.0, transport=transport) as api:
         for step in reversed(steps):
             try:
-                detail = await _run_one(inv, api, step, log)
+                detail = await step.run(inv, api, log)
                 outcomes.append(UndoOutcome(step, True, detail))
             except PushctlError as exc:
                 outcomes.append(UndoOutcome(step, False, exc.message))
     return outcomes
-
-
-async def _run_one(inv: Inventory, api: PlatformClient, step: UndoStep, log: Callable[[str], None]) -> str:
-    args = step.args
-    if step.op == "remove_policy":
-        policies = await api.policies()
-        removed = 0
-        for policy in policies.policies:
-            if (
-                policy.region == args["region"]
-                and policy.origin == "operator"
-                and policy.kind == args.get("kind", "drain")
-            ):
-                await api.remove_policy(policy.id)
-                removed += 1
-        return f"removed {removed} {args.get('kind', 'drain')} policy for {args['region']}"
-    if step.op == "set_routing":
-        await api.set_routing({k: float(v) for k, v in args["weights"].items()})
-        return f"routing weights back to {args['weights']}"
-    if step.op == "set_throttle":
-        await api.set_throttle(Throttle.model_validate(args["throttle"]))
-        return f"throttle back to {args['throttle'].get('mode')}"
-    if step.op == "set_limit":
-        await api.set_limit(str(args["region"]), int(args["limit"]))
-        return f"{args['region']} connection limit back to {args['limit']}"
-    if step.op == "set_auto":
-        await api.set_auto(bool(args["enabled"]))
-        return f"scheduler auto policies {'on' if args['enabled'] else 'off'}"
-    if step.op == "revert_fault":
-        result = await revert_fault(FaultSpec.model_validate(args["spec"]))
-        return "; ".join(result.summaries) or f"reverted fault on {args['spec'].get('link')}"
-    if step.op in ("restart_component", "resume_component"):
-        runtime = get_runtime(args.get("runtime", "process"), inv, log=log)
-        action = "ensure-running" if step.op == "restart_component" else "resume"
-        return await runtime.signal(args["component"], action)
-    raise PushctlError(f"unknown undo step {step.op!r} in the journal")

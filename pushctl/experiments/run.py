@@ -3,13 +3,14 @@
     result = await run_experiment(inv, resolved, RunSettings(log=print))
     result.status, result.deviated, result.exit_code, result.journal_path
 
-One probe runs from before the first hypothesis check until the rollbacks are done. Every action
-is journaled through `pushctl.actions.journal` before it changes anything, so `pushctl recover`
-undoes what a `kill -9`ed run left; the rollbacks themselves run in `finally`, on an exception,
-a stop condition, SIGINT or SIGTERM (a second signal waits for them). The target's lock is held
-throughout: one experiment (or action) at a time per target.
+One probe runs from before the first hypothesis check until the rollbacks are done. The target's
+lock, the signals and each action's journal and undo are the change life cycle's
+(`pushctl.actions.lifecycle`, shared with single actions): every action is journaled before it
+changes anything, so `pushctl recover` undoes what a `kill -9`ed run left; the rollbacks run in
+`finally`, on an exception, a stop condition, SIGINT or SIGTERM (a second signal waits for them);
+one experiment (or action) at a time per target.
 
-Every check that does not hold is a finding (`pushctl.experiments.verdict`); once the probe has
+Every check that does not hold is a finding (`pushctl.actions.verdict`); once the probe has
 stopped, the whole run's ledger is checked too (nothing lost, no push nobody sent, duplicates and
 rejections within the experiment's declared tolerance). The verdict is passed, failed, or
 inconclusive when only timing checks failed while the rig could not keep up (exit 8).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from pushctl.actions.base import ActionContext, Outcome
-from pushctl.actions.common import wait_until
-from pushctl.actions.journal import Journal, open_entries
-from pushctl.actions.lock import TargetLock
+from pushctl.actions.common import wait_platform_back
+from pushctl.actions.journal import Journal
+from pushctl.actions.lifecycle import ChangeLifecycle
 from pushctl.actions.runner import check_platform
-from pushctl.actions.undo import run_undo
+from pushctl.actions.undo import failures
+from pushctl.actions.verdict import EXIT_INCONCLUSIVE, Finding, failed_claims, judge
+from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, LockHeld, PushctlError, RollbackFailed, TargetUnreachable
+from pushctl.errors import ComponentFailed, PushctlError, RollbackFailed, TargetUnreachable
 from pushctl.experiments.measure import CheckResult, Measurer
 from pushctl.experiments.model import (
     INSTANT_MEASURES,
@@ -46,7 +48,6 @@ from pushctl.experiments.model import (
 )
 from pushctl.experiments.resolve import Resolved, ResolvedStep
 from pushctl.experiments.run_journal import RunJournal, RunStatus
-from pushctl.experiments.verdict import EXIT_INCONCLUSIVE, Finding, judge
 from pushctl.experiments.watch import Timeline, Watch
 from pushctl.faults.links import clear_faults
 from pushctl.probe.ledger import LedgerSummary
@@ -141,83 +142,58 @@ class ExperimentRun:
         self.status: RunStatus = "running"
         self.exit_code = EXIT_PASSED
         self.error: str | None = None
-        self.interrupted: list[str] = []
+        self.life: ChangeLifecycle | None = None
         self.probe: Probe | None = None
         self.api: PlatformClient | None = None
         self.measurer: Measurer | None = None
         self.watch: Watch | None = None
         self.method_window: tuple[float, float] | None = None
-        self._start_state: tuple[frozenset[tuple[str, str]], str] | None = None
+        self._start_state: tuple[frozenset[tuple[str, str]], str] | None = None  # drains in force, storage
         self.findings: list[Finding] = []
         self.verdict = "passed"
         self.inconclusive: list[str] = []
 
     # ---- the whole run ---------------------------------------------------------------------------
     async def run(self) -> RunResult:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-
-        def on_signal(name: str) -> None:
-            if not self.interrupted:
-                self.interrupted.append(name)
-                self.log(f"{name}: stopping the experiment, rolling back ...")
-                if task is not None:
-                    task.cancel()
-            else:
-                self.log(f"{name}: rollback in progress, please wait")
-
-        handlers = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
-                loop.add_signal_handler(sig, on_signal, sig.name)
-                handlers.append(sig)
-        lock = TargetLock(self.inv, f"experiment {self.exp.title!r}")
         timeline_task: asyncio.Task[None] | None = None
-        owner = False
         live_task = asyncio.create_task(self._live_routine(), name="experiment-live")
         try:
-            try:
-                lock.acquire()
-                leftovers = open_entries(self.inv)
-                if leftovers:
-                    raise LockHeld(
-                        f"an earlier action ({leftovers[-1].action}, journal {leftovers[-1].id}) may have left "
-                        "changes behind",
-                        hint="run `pushctl recover` first",
-                    )
-                owner = True  # from here on, whatever happens, the rollbacks run
-                self.api = PlatformClient(self.inv)
+            self.life = ChangeLifecycle(
+                self.inv,
+                f"experiment {self.exp.title!r}",
+                log=self.log,
+                on_interrupt="stopping the experiment, rolling back ...",
+            )
+            async with self.life as life:  # from here on, whatever happens, the rollbacks run
                 try:
-                    await check_platform(self.inv)
-                except ComponentFailed as exc:
-                    raise TargetUnreachable(exc.message, hint=exc.hint) from exc
-                self._start_state = await self._platform_state()
-                timeline_task = await self._start_probe()
-                await self._phases()
-            except asyncio.CancelledError:
-                if not self.interrupted:
-                    raise
-                if task is not None:
-                    task.uncancel()
-                self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {self.interrupted[0]}")
-            except PushctlError as exc:
-                code = exc.exit_code if exc.exit_code in SEVERITY else EXIT_DEVIATED
-                self._fail("failed", code, exc.message)
-            finally:
-                try:
-                    if owner:
-                        await self._rollback()
-                        if not self.interrupted and self.exit_code != EXIT_ROLLBACK:
-                            await self._check_left_behind()
+                    with life.cancellable():
+                        self.api = PlatformClient(self.inv)
+                        try:
+                            await check_platform(self.inv)
+                        except ComponentFailed as exc:
+                            raise TargetUnreachable(exc.message, hint=exc.hint) from exc
+                        self._start_state = await self._platform_state()
+                        timeline_task = await self._start_probe()
+                        await self._phases()
+                    if life.interrupted:
+                        self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {life.interrupted}")
+                except PushctlError as exc:
+                    self._fail("failed", _run_code(exc), exc.message)
                 finally:
-                    await self._stop_probe(timeline_task)
-                    lock.release()
-                    if self.api is not None:
-                        await self.api.aclose()
+                    try:
+                        await self._rollback()
+                        if not life.interrupted and self.exit_code != EXIT_ROLLBACK:
+                            await self._check_left_behind()
+                    finally:
+                        await self._stop_probe(timeline_task)
+                        if self.api is not None:
+                            await self.api.aclose()
+        except PushctlError as exc:  # the target is locked, or an earlier run left changes behind
+            self._fail("failed", _run_code(exc), exc.message)
         finally:
             live_task.cancel()
-            for sig in handlers:
-                loop.remove_signal_handler(sig)
+        if self.interrupted and self.status != "interrupted":  # a signal after the method: nothing was cut short
+            self._fail("interrupted", EXIT_INTERRUPTED, f"interrupted by {self.interrupted}")
         self._decide()
         self.journal.data["verdict"] = self.verdict
         self.journal.data["inconclusive"] = self.inconclusive
@@ -234,6 +210,11 @@ class ExperimentRun:
             self.journal.path,
             self.journal.data,
         )
+
+    @property
+    def interrupted(self) -> str | None:
+        """The signal that stopped the run, if one did."""
+        return self.life.interrupted if self.life is not None else None
 
     def _decide(self) -> None:
         """The verdict from the findings, unless the run already ended on something worse."""
@@ -562,10 +543,10 @@ class ExperimentRun:
 
     async def _action_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
         action = rs.action
-        assert action is not None and self.api is not None  # noqa: S101
+        assert action is not None and self.api is not None and self.life is not None  # noqa: S101
         ctx = ActionContext(self.inv, self.api, None, self.settings.runtime, self.log, self.probe)  # type: ignore[arg-type]
         await action.preflight(ctx)
-        journal = Journal.begin(self.inv, action.name, action.params(), [s.describe() for s in action.plan()])
+        journal = self.life.begin(action)
         ctx.journal = journal
         record["journal"] = journal.entry.path
         window = self._window(rs, record)
@@ -585,17 +566,16 @@ class ExperimentRun:
         """Wait for the action's effect; a step with a duration then undoes itself."""
         rs, ctx, record = applied.step, applied.ctx, applied.record
         action = rs.action
-        assert action is not None  # noqa: S101
+        assert action is not None and self.life is not None  # noqa: S101
         measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
         if not action.drill:
-            applied.journal.set_status("completed")  # nothing to undo (restore is itself an undo)
+            self.life.keep(applied.journal, drill=False)  # nothing to undo (restore is itself an undo)
             self._close_window(rs, applied.window)
         elif rs.reverts:
-            outcomes = await run_undo(self.inv, applied.journal.entry.undo, log=self.log)
+            outcomes = await self.life.rollback(applied.journal)
             ok = all(o.ok for o in outcomes)
-            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
             self._close_window(rs, applied.window)
-            record["undo"] = [{"step": o.step.describe, "ok": o.ok, "detail": o.detail} for o in outcomes]
+            record["undo"] = [o.to_json() for o in outcomes]
             self.journal.data["rollbacks"] += [
                 {
                     "step": o.step.describe,
@@ -608,17 +588,13 @@ class ExperimentRun:
                 for o in outcomes
             ]
             if not ok:
-                raise RollbackFailed("; ".join(f"{o.step.describe}: {o.detail}" for o in outcomes if not o.ok))
+                raise RollbackFailed("; ".join(failures(outcomes)))
             measurements.update(await asyncio.wait_for(action.after_rollback(ctx), timeout=60))
         checks: list[Outcome] = action.checks(measurements)
         record["output"] = measurements
         record["checks"] = [c.to_json() for c in checks]
         record["ended_at"] = time.time()
-        for c in checks:
-            if not c.ok:
-                self.findings.append(
-                    Finding(c.text, c.text, c.timing, record["started_at"], record["ended_at"], rs.label)
-                )
+        self.findings += failed_claims(checks, record["started_at"], record["ended_at"], rs.label)
         if any(not c.ok for c in checks):
             record["status"] = "deviated"
         self.journal.flush()
@@ -665,11 +641,10 @@ class ExperimentRun:
         failed: list[str] = []
         for applied in reversed(self.applied):
             entry = applied.journal.entry
-            if not entry.open:
+            if not entry.open or self.life is None:
                 continue
-            outcomes = await run_undo(self.inv, entry.undo, log=self.log)
+            outcomes = await self.life.rollback(applied.journal)
             ok = all(o.ok for o in outcomes)
-            applied.journal.set_status("rolled-back" if ok else "rollback-failed")
             self._close_window(applied.step, applied.window)
             for o in outcomes:
                 records.append(
@@ -682,8 +657,7 @@ class ExperimentRun:
                         "at": time.time(),
                     }
                 )
-                if not o.ok:
-                    failed.append(f"{o.step.describe}: {o.detail}")
+            failed += failures(outcomes)
             if ok and not self.interrupted and applied.step.action is not None:
                 with contextlib.suppress(PushctlError, TimeoutError):
                     await asyncio.wait_for(applied.step.action.after_rollback(applied.ctx), timeout=30)
@@ -713,22 +687,16 @@ class ExperimentRun:
         if self.api is None or self._start_state is None:
             return
         start_policies, start_storage = self._start_state
-        left: list[str] = []
 
-        async def back() -> bool:
-            policies, storage = await self._platform_state()
-            left.clear()
-            left.extend(
-                f"{'auto drain' if origin == 'auto' else 'drain'} of {region} never withdrawn"
-                for origin, region in sorted(policies - start_policies)
-            )
-            if storage != start_storage:
-                left.append(f"storage still on {storage} (was {start_storage})")
-            return not left
+        def new(policy: Policy) -> bool:
+            return (policy.origin, policy.region) not in start_policies
 
         self.journal.phase("left behind")
         started = time.time()
-        if await wait_until(back, timeout=LEFT_BEHIND_TIMEOUT_S, poll=0.5) is not None:
+        seconds, left = await wait_platform_back(
+            self.api, stray=new, storage=start_storage, timeout=LEFT_BEHIND_TIMEOUT_S, poll=0.5
+        )
+        if seconds is not None:
             return
         detail = f"the platform was left changed {LEFT_BEHIND_TIMEOUT_S:.0f}s after the rollbacks: " + (
             ", ".join(left) or "its state could not be read"
@@ -746,13 +714,11 @@ class ExperimentRun:
                 results = await clear_faults(self.inv, getattr(rs.model, "link", None))
                 out["detail"] = "; ".join(f"{r.link}: {r.connections}" for r in results if r.changed) or "no fault"
             elif rs.action is not None:
-                assert self.api is not None  # noqa: S101
-                journal = Journal.begin(
-                    self.inv, rs.action.name, rs.action.params(), [s.describe() for s in rs.action.plan()]
-                )
+                assert self.api is not None and self.life is not None  # noqa: S101
+                journal = self.life.begin(rs.action)
                 ctx = ActionContext(self.inv, self.api, journal, self.settings.runtime, self.log, self.probe)
                 await rs.action.apply(ctx)
-                journal.set_status("held" if rs.action.drill else "completed")  # a restore is itself an undo
+                self.life.keep(journal, drill=rs.action.drill)  # a restore is itself an undo: complete
                 out["detail"] = "; ".join(ctx.notes) or "done"
         except (PushctlError, TimeoutError) as exc:
             out.update(ok=False, detail=str(exc))
@@ -838,6 +804,11 @@ class ExperimentRun:
             f"during the method: {'holds' if met else 'DOES NOT HOLD'}"
             + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
         )
+
+
+def _run_code(exc: PushctlError) -> int:
+    """The exit code an error ends a run with: its own when the run knows it, else "deviated"."""
+    return exc.exit_code if exc.exit_code in SEVERITY else EXIT_DEVIATED
 
 
 def _worse(code: int, than: int) -> bool:

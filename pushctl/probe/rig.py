@@ -12,7 +12,7 @@ samples, every second:
 
 `trouble(since, until)` names every limit a window broke; a verdict that failed only on timing
 (lateness, latency, pace) in such a window is *inconclusive*, never *failed* (and never passed):
-see `pushctl.experiments.verdict`. A loss is never excused.
+see `pushctl.actions.verdict`. A loss is never excused.
 
     rig = RigMonitor(send_delay_ms=sender.delay_ms)
     task = asyncio.create_task(rig.run())

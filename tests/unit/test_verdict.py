@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pushctl.experiments.verdict import Finding, judge
+from pushctl.actions.verdict import Finding, judge
 from pushctl.probe.rig import RigLimits, RigMonitor, RigSample, rig_trouble
 
 T0 = 1_000.0

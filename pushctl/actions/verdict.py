@@ -1,4 +1,4 @@
-"""The verdict of a run: passed, failed or inconclusive, never two-valued.
+"""The verdict of a run, one action's or one experiment's: passed, failed or inconclusive, never two-valued.
 
 Every check that did not hold is a `Finding`. A finding about timing (lateness, latency, pace, how
 fast devices moved) may be the rig's fault rather than the platform's: when every finding of a run
@@ -9,15 +9,22 @@ platform state or counter - fails the run whatever the rig did.
 
     findings = [Finding("delivery_rate >= 99.9", "97.1 % ...", timing=True, since=t0, until=t1)]
     judge(findings, rig.trouble)   # -> Judgement("inconclusive", ["... lagged 640 ms ..."])
+
+An action's verified claims (`Outcome`s: its plan's "verify" column and `delivery_outcomes`) become
+findings over the window they were verified in (`failed_claims`), and are judged the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pushctl.actions.base import Outcome
+from pushctl.probe.ledger import LedgerSummary
+
 Verdict = Literal["passed", "failed", "inconclusive"]
+Trouble = Callable[[float, float], list[str]]  # why the rig could not keep up in [since, until] (`pushctl.probe.rig`)
 EXIT_INCONCLUSIVE = 8
 
 
@@ -43,7 +50,7 @@ class Judgement:
     excused: list[Finding] = field(default_factory=list)  # timing findings the rig's trouble explains
 
 
-def judge(findings: list[Finding], trouble: Callable[[float, float], list[str]]) -> Judgement:
+def judge(findings: list[Finding], trouble: Trouble) -> Judgement:
     """Decide a run from its findings; `trouble(since, until)` says why the rig could not keep up then."""
     if not findings:
         return Judgement("passed")
@@ -58,3 +65,31 @@ def judge(findings: list[Finding], trouble: Callable[[float, float], list[str]])
             if reason not in reasons:
                 reasons.append(reason)
     return Judgement("inconclusive", reasons, list(findings))
+
+
+def failed_claims(outcomes: Sequence[Outcome], since: float, until: float, where: str = "") -> list[Finding]:
+    """The claims that did not hold, as findings over the window [since, until] they were verified in."""
+    return [Finding(o.text, o.text, o.timing, since, until, where) for o in outcomes if not o.ok]
+
+
+def delivery_outcomes(summary: LedgerSummary | None, slo: float) -> list[Outcome]:
+    """The SLO (a timing claim) and the ledger (never a timing claim) of the messages sent meanwhile."""
+    if summary is None:
+        return []
+    if summary.sent == 0:
+        return [Outcome(False, "the probe sent nothing during the action", timing=True)]
+    rate = summary.delivery_rate
+    rate_txt = f"{rate:.3f}%" if rate is not None else "n/a"
+    return [
+        Outcome(
+            rate is not None and rate >= slo,
+            f"delivery {rate_txt} (SLO {slo}%), late {summary.late} of {summary.sent}",
+            timing=True,
+        ),
+        Outcome(summary.lost == 0, f"lost {summary.lost}"),
+        Outcome(
+            summary.duplicates == 0,
+            f"{summary.duplicates} duplicates reached the app",
+        ),
+        Outcome(summary.unexpected == 0, f"{summary.unexpected} deliveries of pushes nobody sent"),
+    ]
