@@ -16,6 +16,7 @@ Exit codes (every command):
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Annotated
 import typer
 
 from pushctl import render
-from pushctl.cli import actions, experiment, failover, fault, probe, runbook, slo, stack
+from pushctl.cli import actions, experiment, failover, fault, init, probe, runbook, slo, stack
 from pushctl.cli.state import state
 from pushctl.errors import InternalError, PushctlError
 from pushctl.runtime.paths import state_dir
@@ -47,6 +48,18 @@ app.add_typer(experiment.app, name="experiment")
 app.add_typer(runbook.app, name="runbook")
 actions.register(app)
 failover.register(app)
+init.register(app)
+
+
+def version() -> str:
+    """The installed distribution's version (a wheel's, or the checkout's editable install)."""
+    return importlib.metadata.version("pushctl")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        render.raw(f"pushctl {version()}\n")
+        raise typer.Exit
 
 
 @app.callback()
@@ -56,6 +69,10 @@ def _root(
         Path | None,
         typer.Option("--inventory", "-i", help="Inventory TOML (default: $PUSHCTL_INVENTORY or the reference stack)."),
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", "-V", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     state(ctx).inventory_path = inventory
 

@@ -22,9 +22,10 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from pushctl.contract import api
 from pushctl.contract.operations import OPERATIONS, Body, Operation, Param
+from pushctl.contract.resources import resource
 from pushctl.contract.topology import Inventory, Service, ServiceKind, load_inventory
 
-DOCS_DIR = Path(__file__).resolve().parents[2] / "docs" / "openapi"
+DOCS_DIR = resource("docs/openapi")
 JSON = "application/json"
 WWW_AUTHENTICATE = "Bearer"  # what every 401 carries in WWW-Authenticate (RFC 6750)
 

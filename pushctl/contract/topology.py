@@ -19,9 +19,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pushctl.contract.errors import InventoryError
+from pushctl.contract.resources import resource
 
 EPHEMERAL_PORTS = range(32768, 61000)
-DEFAULT_INVENTORY = Path(__file__).resolve().parents[2] / "stack" / "topology.toml"
+DEFAULT_INVENTORY = resource("stack/topology.toml")
 INVENTORY_ENV = "PUSHCTL_INVENTORY"
 
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -1,6 +1,6 @@
 """Where runbooks live and how a name on the command line finds one.
 
-runbook_dir(None)                      # $PUSHCTL_RUNBOOKS, else the repository's runbooks/
+runbook_dir(None)                      # $PUSHCTL_RUNBOOKS, else the library's runbooks/ (checkout or wheel)
 select(directory, ["redis-outage"])    # [Path('.../runbooks/redis-outage.md')]
 select(directory, ["./my-runbook.md"]) # a file anywhere
 """
@@ -12,12 +12,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from pushctl.contract.resources import resource
 from pushctl.errors import UsageError
 from pushctl.runbooks.model import find_runbooks
 
 RUNBOOKS_ENV = "PUSHCTL_RUNBOOKS"
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "runbooks"
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+DEFAULT_DIR = resource("runbooks")
+EXPERIMENTS_DIR = resource("experiments")
 
 
 def runbook_dir(override: Path | None = None) -> Path:

@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 
 from pushctl._http import tls
+from pushctl.contract.resources import resource
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.errors import TargetUnreachable
 
-DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
+DOCS_DIR = resource("docs")
 METRIC_NAME = re.compile(r"\bpushstack_[a-z0-9_]*[a-z0-9]")
 _TYPE_LINE = re.compile(r"^#\s+TYPE\s+(\S+)\s+(\w+)")
 _SAMPLE_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}

@@ -51,6 +51,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
 
+from pushctl.contract.resources import resource
 from pushctl.contract.topology import EPHEMERAL_PORTS, Inventory, ServiceKind
 from pushctl.errors import ComponentFailed, InventoryError, MissingToolchain
 
@@ -82,7 +83,7 @@ JVM_OPTIONS: tuple[str, ...] = (
 )
 ENV: Mapping[str, str] = {"MALLOC_ARENA_MAX": "2"}
 
-_RESOURCES = Path(__file__).resolve().parents[2] / "stack" / "install" / "kafka"
+_RESOURCES = resource("stack/install/kafka")
 _MARKER = ".pushctl-installed"
 _CLUSTER_ID_FILE = "cluster.id"
 _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{21}$")

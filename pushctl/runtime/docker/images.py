@@ -38,6 +38,7 @@ from typing import Any
 import docker  # type: ignore[import-untyped, unused-ignore]
 import docker.errors  # type: ignore[import-untyped, unused-ignore]
 
+from pushctl.contract.resources import checkout, resource
 from pushctl.errors import ComponentFailed, MissingToolchain
 from pushctl.runtime import install, kafka
 from pushctl.runtime.docker.spec import LABEL_CONTENT
@@ -52,9 +53,8 @@ UV_VERSION = "0.13.9"
 BASE_ENV = "PUSHCTL_DOCKER_BASE"
 DEFAULT_BASES = ("debian:bookworm-slim", "pushctl/base:bookworm")  # an official image, else ours
 
-REPO = Path(__file__).resolve().parents[3]
-DOCKERFILE = REPO / "stack" / "Dockerfile"
-DOCKER_DIR = REPO / "stack" / "install" / "docker"
+DOCKERFILE = resource("stack/Dockerfile")
+DOCKER_DIR = resource("stack/install/docker")
 _SOURCES = ("pushctl", "stack/pushstack")
 _BUILD_TIMEOUT_S = 1800
 
@@ -63,6 +63,7 @@ def ensure_images(client: docker.DockerClient, cache: Path, log: Log, *, force: 
     """The tag of every target, building those that do not exist yet."""
     if not DOCKERFILE.is_file():
         raise MissingToolchain(f"{DOCKERFILE} not found: the docker runtime needs a pushctl source checkout")
+    _repo()  # before any slow step: the image's wheel of pushctl is built from the sources
     base = base_image(client, log)
     toxiproxy = install.ensure_toxiproxy(cache, log)
     libs = kafka.install_kafka(cache, log)
@@ -166,9 +167,10 @@ def dependency_wheels(cache: Path, log: Log) -> Path:
 
 def project_wheel(cache: Path, log: Log) -> Path:
     """pushctl's own wheel (the toolkit and the stack's services), rebuilt when a source changes."""
+    repo = _repo()
     digest = hashlib.sha256()
-    for path in [REPO / "pyproject.toml", *(p for src in _SOURCES for p in sorted((REPO / src).rglob("*.py")))]:
-        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    for path in [repo / "pyproject.toml", *(p for src in _SOURCES for p in sorted((repo / src).rglob("*.py")))]:
+        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
     out = cache / "docker" / "wheels" / f"project-{digest.hexdigest()[:16]}"
     found = sorted(out.glob("*.whl"))
     if found:
@@ -180,7 +182,7 @@ def project_wheel(cache: Path, log: Log) -> Path:
         argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps"]
         # hatchling in this environment builds offline; else pip fetches it into an isolated env
         argv += ["--no-build-isolation"] if _has("hatchling") else []
-        _run([*argv, "-w", str(staging), str(REPO)], "pip wheel")
+        _run([*argv, "-w", str(staging), str(repo)], "pip wheel")
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -190,6 +192,17 @@ def project_wheel(cache: Path, log: Log) -> Path:
         if old != out:
             shutil.rmtree(old, ignore_errors=True)
     return sorted(out.glob("*.whl"))[0]
+
+
+def _repo() -> Path:
+    """The source checkout: the image's wheel of pushctl is built from it, not from an installed copy."""
+    root = checkout()
+    if root is None:
+        raise MissingToolchain(
+            "the docker runtime builds pushctl's wheel from the sources: it needs a pushctl source checkout",
+            hint="run it from a clone of pushctl (./dev setup), or use --runtime process",
+        )
+    return root
 
 
 def _uv(cache: Path, log: Log) -> Path:
@@ -209,7 +222,7 @@ def _uv(cache: Path, log: Log) -> Path:
 
 def _project_requirements() -> list[str]:
     """pyproject's dependencies: the source of truth (an editable install's metadata may be older)."""
-    with (REPO / "pyproject.toml").open("rb") as fh:
+    with (_repo() / "pyproject.toml").open("rb") as fh:
         return [str(r) for r in tomllib.load(fh)["project"]["dependencies"]]
 
 
