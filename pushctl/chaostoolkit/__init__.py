@@ -14,7 +14,9 @@ The target: an activity's `inventory` / `confirm_target` arguments, else the exp
 configuration keys `pushctl_inventory` / `pushctl_confirm_target`, else $PUSHCTL_INVENTORY /
 $PUSHCTL_CONFIRM_TARGET, else the reference stack.
 
-`discover()` follows CTK's extension convention (what `chaos discover` reports).
+The control `pushctl.chaostoolkit.control` fails a run whose steady state missed before the method
+(CTK itself calls that run completed and exits 0). `discover()` follows CTK's extension convention
+(what `chaos discover` reports).
 """
 
 from __future__ import annotations

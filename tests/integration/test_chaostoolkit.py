@@ -129,6 +129,32 @@ def test_a_hypothesis_that_cannot_hold_after_the_method_deviates_and_still_rolls
     _assert_nothing_left(stack)
 
 
+def test_a_steady_state_that_misses_before_the_method_fails_the_run_and_rollbacks_still_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """ImpossibleTolerance: CTK skips the method and alone would call the run completed (exit 0); the
+    example's pushctl-strict control makes it failed (exit 1)."""
+    experiment = json.loads(EXAMPLE.read_text())
+    probe = experiment["steady-state-hypothesis"]["probes"][0]
+    probe["tolerance"]["range"] = [100.5, 101.0]
+    path = tmp_path / "impossible-tolerance.json"
+    path.write_text(json.dumps(experiment))
+
+    proc, journal = _chaos_run(path, tmp_path, _stack_env(stack))
+
+    assert proc.returncode == 1
+    assert journal["status"] == "failed"
+    assert journal["deviated"] is False
+    before = journal["steady_states"]["before"]
+    assert before["steady_state_met"] is False
+    assert before["probes"][0]["status"] == "succeeded"
+    assert journal["run"] == []
+    rollbacks = _rollbacks(journal)
+    assert list(rollbacks) == ROLLBACKS
+    assert all(r["status"] == "succeeded" for r in rollbacks.values()), rollbacks
+    _assert_nothing_left(stack)
+
+
 def test_a_broken_inventory_fails_the_run_with_pushctls_error_and_rollbacks_are_still_tried(tmp_path: Path) -> None:
     """BrokenInventory: no stack is touched; every activity reports pushctl's one line and exit 2."""
     env = {**_isolated_env(tmp_path), "PUSHCTL_INVENTORY": str(tmp_path / "missing.toml")}

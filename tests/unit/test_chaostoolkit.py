@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
-from pushctl.chaostoolkit import _cli, actions, discover, probes
+from pushctl.chaostoolkit import _cli, actions, control, discover, probes
 
 
 class FakeCli:
@@ -274,3 +274,31 @@ def test_discover_lists_every_activity_with_its_doc_and_argument_types() -> None
     assert {"name": "hold", "type": "boolean", "default": True} in drain["arguments"]
     assert by_name["slo_check"]["type"] == "probe"
     assert by_name["applied_changes"]["return_type"] == "integer"
+
+
+def _journal(status: str, met: bool | None) -> dict[str, Any]:
+    probe = {"activity": {"name": "delivery-rate-within-slo"}, "status": "succeeded", "tolerance_met": bool(met)}
+    before = None if met is None else {"steady_state_met": met, "probes": [probe]}
+    return {"status": status, "deviated": False, "steady_states": {"before": before, "after": None}}
+
+
+def test_the_control_fails_a_run_whose_steady_state_missed_before_the_method() -> None:
+    """MissedBeforeMethod: CTK calls it completed (exit 0); the control makes it failed (exit 1)."""
+    journal = _journal("completed", met=False)
+
+    control.after_experiment_control(context={}, state=journal)
+
+    assert journal["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "met"),
+    [("completed", True), ("completed", None), ("failed", False), ("interrupted", True)],
+    ids=["SteadyStateHeld", "NoHypothesis", "AlreadyFailed", "Interrupted"],
+)
+def test_the_control_leaves_every_other_run_as_ctk_ended_it(status: str, met: bool | None) -> None:
+    journal = _journal(status, met)
+
+    control.after_experiment_control(context={}, state=journal)
+
+    assert journal["status"] == status
