@@ -34,6 +34,12 @@ def test_the_contract_and_the_stack_are_kept_from_every_other_module() -> None:
         assert sorted(contracts[name]["forbidden_modules"]) == expected, name  # type: ignore[call-overload]
 
 
+def test_the_chaos_toolkit_extension_is_kept_from_every_internal_module() -> None:
+    contract = _contracts()["the Chaos Toolkit extension drives pushctl through its CLI, never its internals"]
+    expected = sorted((_toolkit_modules() | {"pushctl.contract"}) - {"pushctl.chaostoolkit"})
+    assert sorted(contract["forbidden_modules"]) == expected  # type: ignore[call-overload]
+
+
 def test_the_toolkit_never_imports_the_stack() -> None:
     contract = _contracts()["pushctl drives the stack through its API, never by importing it"]
     assert contract["source_modules"] == ["pushctl"]
