@@ -76,38 +76,21 @@ def _content(body: Body, refs: dict[tuple[type[BaseModel], JsonSchemaMode], Any]
     return {JSON: {"schema": refs[(body, mode)]}}
 
 
+# path and query parameters: where each goes, whether it is required, what it is
+_PARAMETERS: dict[str, tuple[str, bool, str]] = {
+    "id": ("path", True, "a policy's id"),
+    "key": ("path", True, "the value's key"),
+    "device": ("query", True, "the device's id"),
+    "region": ("query", False, "the device's home region (default: a stable hash of its id over the regions' weights)"),
+}
+
+
 def _parameter(param: Param, inv: Inventory) -> dict[str, Any]:
-    if param == "id":
-        return {
-            "name": "id",
-            "in": "path",
-            "required": True,
-            "description": "a policy's id",
-            "schema": {"type": "string", "minLength": 1},
-        }
-    if param == "key":
-        return {
-            "name": "key",
-            "in": "path",
-            "required": True,
-            "description": "the value's key",
-            "schema": {"type": "string", "minLength": 1},
-        }
-    if param == "device":
-        return {
-            "name": "device",
-            "in": "query",
-            "required": True,
-            "description": "the device's id",
-            "schema": {"type": "string", "minLength": 1},
-        }
-    return {
-        "name": "region",
-        "in": "query",
-        "required": False,
-        "description": "the device's home region (default: a stable hash of its id over the regions' weights)",
-        "schema": {"type": "string", "enum": sorted(inv.regions)},
-    }
+    where, required, description = _PARAMETERS[param]
+    schema: dict[str, Any] = (
+        {"type": "string", "enum": sorted(inv.regions)} if param == "region" else {"type": "string", "minLength": 1}
+    )
+    return {"name": param, "in": where, "required": required, "description": description, "schema": schema}
 
 
 def _operation(kind: ServiceKind, op: Operation, inv: Inventory, refs: dict[Any, Any]) -> dict[str, Any]:

@@ -360,7 +360,7 @@ class ExperimentRun:
             await self._hypothesis("after")
 
     async def _watch_routine(self) -> None:
-        assert self.watch is not None  # noqa: S101
+        assert self.watch is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         await self.watch.run()
         if self.watch.fired.is_set():
             self.halt.set()
@@ -382,7 +382,7 @@ class ExperimentRun:
 
     # ---- hypothesis ----------------------------------------------------------------------------
     async def _hypothesis(self, when: str) -> dict[str, Any]:
-        assert self.measurer is not None and self.probe is not None  # noqa: S101
+        assert self.measurer is not None and self.probe is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         self.journal.phase(f"steady-state-{when}")
         self.live.phase = f"steady state {when}"
         self._update()
@@ -406,7 +406,7 @@ class ExperimentRun:
         Reading platform state at the end of the window gives it that long to settle (e.g. the
         access tier back on Redis a moment after Redis is).
         """
-        assert self.measurer is not None  # noqa: S101
+        assert self.measurer is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         start = time.time()
         windowed = [
             (i, c) for i, c in enumerate(checks) if isinstance(c, DeliveryCheck) and c.measure not in INSTANT_MEASURES
@@ -430,7 +430,7 @@ class ExperimentRun:
         Reading early changes nothing (every expected delivery is already in); waiting the whole
         grace only when something is missing keeps each hypothesis seconds shorter.
         """
-        assert self.probe is not None  # noqa: S101
+        assert self.probe is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         deadline = time.time() + self.exp.probe.grace
         while time.time() < deadline:
             now = time.time()
@@ -488,7 +488,7 @@ class ExperimentRun:
         self.journal.flush()
 
     async def _probe_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
-        assert isinstance(rs.model, ProbeStep)  # noqa: S101
+        assert isinstance(rs.model, ProbeStep)  # noqa: S101 - narrows the type for mypy; set before this step runs
         (result,) = await self._evaluate([rs.model.probe])
         record["output"] = result.to_json()
         self._found(result, f"method step {rs.index + 1}")
@@ -508,7 +508,7 @@ class ExperimentRun:
         self.live.active.pop(rs.index, None)
 
     async def _spike(self, rs: ResolvedStep, record: dict[str, Any], window: dict[str, Any]) -> None:
-        assert isinstance(rs.model, SpikeStep) and self.probe is not None  # noqa: S101
+        assert isinstance(rs.model, SpikeStep) and self.probe is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         base = self.probe.rate
         self.probe.set_rate(base * rs.model.factor)
         try:
@@ -527,10 +527,10 @@ class ExperimentRun:
 
     async def _offline(self, rs: ResolvedStep, record: dict[str, Any], window: dict[str, Any]) -> None:
         """Take probe devices offline for the step's duration; they come back by themselves."""
-        assert isinstance(rs.model, OfflineStep) and self.probe is not None  # noqa: S101
+        assert isinstance(rs.model, OfflineStep) and self.probe is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         step = rs.model
         homes = [d for d, home in self.probe.devices if step.region is None or home == step.region]
-        rng = random.Random(None if self.exp.probe.seed is None else self.exp.probe.seed + rs.index)  # noqa: S311
+        rng = random.Random(None if self.exp.probe.seed is None else self.exp.probe.seed + rs.index)  # noqa: S311 - reproducible simulation, not security
         taken = self.probe.take_offline(
             step.count(len(homes)), duration=step.duration, region=step.region, mode=step.mode, rng=rng
         )
@@ -543,7 +543,7 @@ class ExperimentRun:
 
     async def _action_step(self, rs: ResolvedStep, record: dict[str, Any]) -> None:
         action = rs.action
-        assert action is not None and self.api is not None and self.life is not None  # noqa: S101
+        assert action is not None and self.api is not None and self.life is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         ctx = ActionContext(self.inv, self.api, None, self.settings.runtime, self.log, self.probe)  # type: ignore[arg-type]
         await action.preflight(ctx)
         journal = self.life.begin(action)
@@ -566,7 +566,7 @@ class ExperimentRun:
         """Wait for the action's effect; a step with a duration then undoes itself."""
         rs, ctx, record = applied.step, applied.ctx, applied.record
         action = rs.action
-        assert action is not None and self.life is not None  # noqa: S101
+        assert action is not None and self.life is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         measurements = await asyncio.wait_for(action.await_effect(ctx), timeout=action.timeout_s + 30)
         if not action.drill:
             self.life.keep(applied.journal, drill=False)  # nothing to undo (restore is itself an undo)
@@ -675,7 +675,7 @@ class ExperimentRun:
     async def _platform_state(self) -> tuple[frozenset[tuple[str, str]], str]:
         """What the platform does by itself and must undo by itself: drains in force (by origin and
         region) and where the access tier stores payloads."""
-        assert self.api is not None  # noqa: S101
+        assert self.api is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         policies = frozenset((p.origin, p.region) for p in (await self.api.policies()).policies)
         return policies, (await self.api.storage()).mode
 
@@ -714,7 +714,7 @@ class ExperimentRun:
                 results = await clear_faults(self.inv, getattr(rs.model, "link", None))
                 out["detail"] = "; ".join(f"{r.link}: {r.connections}" for r in results if r.changed) or "no fault"
             elif rs.action is not None:
-                assert self.api is not None and self.life is not None  # noqa: S101
+                assert self.api is not None and self.life is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
                 journal = self.life.begin(rs.action)
                 ctx = ActionContext(self.inv, self.api, journal, self.settings.runtime, self.log, self.probe)
                 await rs.action.apply(ctx)
@@ -752,7 +752,7 @@ class ExperimentRun:
 
     def _whole_run(self, summary: LedgerSummary) -> None:
         """The whole run's ledger, every message of it (not only the checked windows)."""
-        assert self.probe is not None  # noqa: S101
+        assert self.probe is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         tol = self.exp.ledger
         start = self.probe.started_at
         end = time.time()
@@ -773,20 +773,20 @@ class ExperimentRun:
             result = CheckResult(title, "ledger", f"<= {most}", value, ok, detail, end, start, end, False)
             results.append(result)
             self._found(result, "whole run")
+        self._record_state("run", "the whole run's ledger", "the whole run", results)
+
+    def _record_state(self, key: str, title: str, said: str, results: list[CheckResult]) -> None:
+        """A hypothesis judged over a span (the whole run, the method): in the journal and the log."""
         met = all(r.ok for r in results)
-        self.journal.data["steady_states"]["run"] = {
-            "title": "the whole run's ledger",
-            "met": met,
-            "checks": [r.to_json() for r in results],
-        }
+        self.journal.data["steady_states"][key] = {"title": title, "met": met, "checks": [r.to_json() for r in results]}
         self.log(
-            f"the whole run: {'holds' if met else 'DOES NOT HOLD'}"
+            f"{said}: {'holds' if met else 'DOES NOT HOLD'}"
             + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
         )
 
     def _during(self, since: float, until: float) -> None:
         """The `during` hypothesis: exact, over every message sent while the method ran."""
-        assert self.probe is not None and self.measurer is not None  # noqa: S101
+        assert self.probe is not None and self.measurer is not None  # noqa: S101 - narrows the type for mypy; set before this step runs
         checks = self.exp.steady_state.during
         if not checks:
             return
@@ -794,16 +794,7 @@ class ExperimentRun:
         results = [self.measurer.delivery(c, since=since, until=until, cutoff=0.0, summary=summary) for c in checks]
         for r in results:
             self._found(r, "during")
-        met = all(r.ok for r in results)
-        self.journal.data["steady_states"]["during"] = {
-            "title": "during the method",
-            "met": met,
-            "checks": [r.to_json() for r in results],
-        }
-        self.log(
-            f"during the method: {'holds' if met else 'DOES NOT HOLD'}"
-            + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
-        )
+        self._record_state("during", "during the method", "during the method", results)
 
 
 def _run_code(exc: PushctlError) -> int:
