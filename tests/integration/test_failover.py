@@ -22,8 +22,12 @@ pytestmark = pytest.mark.integration
 PROBE = ["--devices", "90", "--rate", "150"]
 
 
+READS = ("status", "recover")  # commands that change nothing and so take no --confirm-target
+
+
 def run_json(stack: Stack, *args: str, timeout: float = 180) -> tuple[int, dict[str, Any]]:
-    proc = stack.pushctl(*args, *stack.confirm, "--json", timeout=timeout)
+    confirm = [] if args[0] in READS else stack.confirm
+    proc = stack.pushctl(*args, *confirm, "--json", timeout=timeout)
     try:
         data = json.loads(proc.stdout)
     except ValueError:
