@@ -27,14 +27,22 @@ traffic is compared with steady traffic):
 - final: the quiet samples of the last --final (5 min), median per component.
 
 Criteria (exit 1 when any fails, 2 when the run was too short to judge):
-- RSS growth (final median / baseline median - 1) < 5 % per component;
-- descriptors flat: max after the warm-up - baseline median <= max(10, 5 % of the baseline) per
-  component. A leak of one descriptor per drill, reconnect or request passes 10 within a few drills;
-  what legitimately varies is a handful (pooled keep-alive connections, a client reconnecting).
+- RSS growth < 5 % per component by both estimates: the window medians (final / baseline - 1; a
+  leak that starts late shows here) and the trend (a Theil-Sen line, the median of every pairwise
+  slope, through the quiet samples after the warm-up, its rise over that span; a slow leak shows
+  here, and one burst or a few outliers barely move it);
+- descriptors flat: their persistent rise (final median - baseline median, and the trend's rise)
+  <= max(10, 5 % of the baseline) per component. The maximum is shown, not judged: pooled
+  keep-alive connections peak with a burst and close after it; a leaked descriptor never closes.
   Probe devices move between brokers with every drain, so the brokers and the region Toxiproxies
   are judged as groups (their sums), whose device count is constant;
 - nothing lost: lost = 0 in the ledgers of the steady probe and every spike probe;
 - every drill exited 0 and left the platform at its baseline.
+
+Toxiproxy runs with -runtime-metrics: its goroutines (two per proxied connection) and Go heap in use
+are sampled and shown beside RSS, to tell a leaked connection or object from memory the Go runtime
+keeps after a burst. `--rejudge FILE` judges a stored run (its --json) again; `--plant PATCH` runs the
+stack from a copy of stack/ with PATCH applied (bench/leaks/ holds two leaks that must fail it).
 
 Starts its own stack (a copy of stack/topology.toml named "soak", ports --shift, default -4000, run
 dir --run-dir, default /tmp/pushctl-soak-run) unless --inventory names a running one; always stops it (`stack down
