@@ -200,7 +200,7 @@ RecoveryOpt = Annotated[
 
 
 @app.command()
-@action_command(slo=95.0)
+@action_command(slo=80.0)  # pushes to a silenced device are late until it notices: by design, not a failure
 def connections(
     ctx: typer.Context,
     region: RegionOpt,
