@@ -7,13 +7,18 @@ keeps silent connections, a message that never arrives).
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from pushctl import render
 from pushctl.actions.base import Outcome
 from pushctl.actions.connections import ConnectionFault, Storm, parse_share, share_tolerance
 from pushctl.actions.reconnects import peak_rate
+from pushctl.actions.runner import ActionReport
 from pushctl.contract.topology import load_inventory
 from pushctl.errors import UsageError
 from tests.helpers import run_main
@@ -218,3 +223,16 @@ def test_half_open_fails_when_the_broker_keeps_the_silent_connections() -> None:
 
 def test_without_the_probe_only_what_the_platform_reports_is_checked() -> None:
     assert Storm(INV, "north").checks({"region": "north", "dispatcher_requests_peak_per_s": 3.0}) == []
+
+
+def test_the_report_shows_the_affected_and_unaffected_ledgers_as_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=out, width=160, color_system=None))
+    m = measured() | {"cohorts": cohorts(lost=2, late=3), "broker_handshakes_peak_per_s": 412.0}
+    report = ActionReport("storm", {"region": "north"}, [], "", False, m, None, None, [], 99.9, False, "FAILED", 1.0)
+    render.action_report(report)
+    text = out.getvalue()
+    assert re.search(r"broker_handshakes_peak_per_s\s*│\s*412.0", text), text
+    assert "cohorts" not in text  # the ledgers are rows of the delivery table, not a dict
+    assert re.search(r"affected devices \(10\)\s*│\s*40\s*│\s*35\s*│\s*3\s*│\s*2", text), text
+    assert re.search(r"unaffected devices \(90\)\s*│\s*40\s*│\s*40\s*│\s*0\s*│\s*0", text), text
