@@ -250,7 +250,8 @@ class Workbench:
             runs: list[dict[str, Any]] = json.loads(proc.stdout[proc.stdout.index("[") :])
         except ValueError:
             raise RuntimeError(f"experiment run exited {proc.returncode}, no report: {proc.stderr[-2000:]}") from None
-        for run, name in zip(runs, files, strict=False):
+        # `experiment run DIR` runs a directory's files in name order, whatever order they were given in
+        for run, name in zip(runs, sorted(files), strict=False):
             run["_file"] = name
         return runs
 

@@ -298,12 +298,12 @@ def _counts_row(name: str, data: Mapping[str, Any] | None) -> tuple[Any, ...]:
 
 def action_report(report: Any) -> None:
     """The report of one failover action: measurements, delivery during/overall, rollback, verdict."""
-    kv(f"{report.action} {report.params}", {k: v for k, v in report.measurements.items()})
-    table(
-        "delivery (probe)",
-        ["window", "sent", "on time", "late", "lost", "dup", "delivery", "p99"],
-        [_counts_row("during the action", report.during), _counts_row("whole run", report.overall)],
-    )
+    cohorts: Mapping[str, Any] = report.measurements.get("cohorts") or {}
+    kv(f"{report.action} {report.params}", {k: v for k, v in report.measurements.items() if k != "cohorts"})
+    rows = [_counts_row("during the action", report.during), _counts_row("whole run", report.overall)]
+    # a connection fault's ledger per cohort: the devices it reached beside those it spared
+    rows += [_counts_row(f"{name} devices ({c.get('devices')})", c) for name, c in cohorts.items()]
+    table("delivery (probe)", ["window", "sent", "on time", "late", "lost", "dup", "delivery", "p99"], rows)
     if report.rollback:
         table(
             "rollback",

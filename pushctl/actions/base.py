@@ -93,6 +93,11 @@ class Action(abc.ABC):
         """Wait for the platform to settle back (e.g. the scheduler withdraws its auto policy)."""
         return {}
 
+    def probe_hints(self) -> dict[str, Any]:
+        """Probe options this action needs to be observable (ProbeOptions fields), e.g. a keepalive short
+        enough for devices to notice a silent connection while it lasts."""
+        return {}
+
     def checks(self, measurements: dict[str, Any]) -> list[Outcome]:
         """The plan's "verify" column, checked against `measurements` (beyond the delivery SLO)."""
         return []

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -85,7 +86,7 @@ def run_action(
         require_confirmed(inv, confirm_target, f"`{action.name}` would change it for real")
     opts = RunOptions(
         slo=slo,
-        probe=None if no_probe else probe_options(devices, rate, deadline),
+        probe=None if no_probe else replace(probe_options(devices, rate, deadline), **action.probe_hints()),
         hold=hold or not action.drill,
         runtime=runtime,
     )

@@ -5,6 +5,9 @@ pushctl fault down kafka
 pushctl fault list
 pushctl fault clear
 pushctl fault cpu logic-idc1 --cpus 0.2 --runtime docker
+pushctl fault connections --region north --drop 30%        # journaled actions, rolled back, verified
+pushctl fault connections --region north --half-open 10% --duration 10s
+pushctl fault storm --region north
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import httpx
 import typer
 
 from pushctl import render
+from pushctl.actions.base import Action
+from pushctl.actions.connections import ConnectionFault, Storm, parse_share
+from pushctl.cli.actions import action_command
 from pushctl.cli.options import ConfirmOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.errors import TargetUnreachable, UsageError
 from pushctl.faults import links
 from pushctl.faults.toxics import KINDS, Stream, catalog_help, parse_attr_pairs
+from pushctl.probe.duration import parse_duration
 from pushctl.runtime import get_runtime
 from pushctl.runtime.cpu import set_cpus
 
@@ -183,3 +190,55 @@ def cpu(
         )
     else:
         render.info(message)
+
+
+RegionOpt = Annotated[str, typer.Option("--region", help="The region whose device connections are hit.")]
+RecoveryOpt = Annotated[
+    str | None,
+    typer.Option("--max-recovery", help="Every affected device must be back within this (default: per fault)."),
+]
+
+
+@app.command()
+@action_command(slo=80.0)  # pushes to a silenced device are late until it notices: by design, not a failure
+def connections(
+    ctx: typer.Context,
+    region: RegionOpt,
+    drop: Annotated[
+        str | None,
+        typer.Option("--drop", metavar="SHARE", help="Reset this share of live connections: 30%, 0.3."),
+    ] = None,
+    half_open: Annotated[
+        str | None,
+        typer.Option("--half-open", metavar="SHARE", help="Leave this share open but silent for --duration."),
+    ] = None,
+    duration: Annotated[str, typer.Option("--duration", help="How long half-open connections stay silent.")] = "10s",
+    keepalive: Annotated[
+        str, typer.Option("--keepalive", help="Probe devices ping this often (how they notice silence).")
+    ] = "1s",
+    max_recovery: RecoveryOpt = None,
+) -> Action:
+    """Drop a random share of a region's live device connections, or leave a share half-open; report who
+    was hit, when every one was back, the reconnection load and delivery to them; roll back."""
+    if (drop is None) == (half_open is None):
+        raise UsageError("give exactly one of --drop SHARE or --half-open SHARE")
+    mode, text = ("drop", drop) if drop is not None else ("half-open", half_open)
+    assert text is not None  # noqa: S101 - one of the two was given (checked above)
+    return ConnectionFault(
+        state(ctx).inventory,
+        region,
+        mode,
+        parse_share(text, what=f"--{mode}"),
+        duration_s=parse_duration(duration, what="--duration"),
+        max_recovery_s=parse_duration(max_recovery, what="--max-recovery") if max_recovery else None,
+        keepalive_s=parse_duration(keepalive, what="--keepalive"),
+    )
+
+
+@app.command()
+@action_command(slo=90.0)
+def storm(ctx: typer.Context, region: RegionOpt, max_recovery: RecoveryOpt = None) -> Action:
+    """Disconnect every device of a region at once (a reconnect storm); report when all were back, the
+    peak dispatcher requests/s and broker handshakes/s, refusals and delivery; roll back."""
+    recovery = parse_duration(max_recovery, what="--max-recovery") if max_recovery else 20.0
+    return Storm(state(ctx).inventory, region, max_recovery_s=recovery)

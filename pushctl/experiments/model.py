@@ -442,6 +442,37 @@ class CrashStep(_Step):
     duration: Duration = Field(default=5.0, gt=0)
 
 
+class StormStep(_Step):
+    """Every device connection of a region closed at once: a reconnect storm (`pushctl fault storm`)."""
+
+    action: Literal["storm"]
+    region: Name
+    max_recovery: Duration = Field(default=20.0, gt=0, le=600, description="every device back within this")
+
+
+class ConnectionsStep(_Step):
+    """A share of a region's live device connections dropped, or left half-open for `duration`
+    (`pushctl fault connections`). `keepalive` is the probe's: how often its devices ping."""
+
+    action: Literal["connections"]
+    region: Name
+    drop: Percent | None = Field(default=None, gt=0, description="share of live connections reset, e.g. 30%")
+    half_open: Percent | None = Field(
+        default=None, gt=0, alias="half-open", description="share of live connections left open but silent"
+    )
+    duration: Duration | None = Field(default=None, gt=0, le=3600, description="half-open: how long (default 10s)")
+    keepalive: Duration = Field(default=1.0, ge=0.1, le=300)
+    max_recovery: Duration | None = Field(default=None, gt=0, le=600, description="every device back within this")
+
+    @model_validator(mode="after")
+    def _one_fault(self) -> ConnectionsStep:
+        if (self.drop is None) == (self.half_open is None):
+            raise ValueError("give exactly one of drop or half-open")
+        if self.drop is not None and self.duration is not None:
+            raise ValueError("duration is for half-open (a drop lasts one keepalive)")
+        return self
+
+
 ActionStep = Annotated[
     DrainStep
     | RestoreStep
@@ -455,7 +486,9 @@ ActionStep = Annotated[
     | SpikeStep
     | OfflineStep
     | LimitStep
-    | CrashStep,
+    | CrashStep
+    | StormStep
+    | ConnectionsStep,
     Field(discriminator="action"),
 ]
 ACTIONS: tuple[str, ...] = (

@@ -16,6 +16,7 @@ from typing import Any
 from pushctl.actions.base import Action, ActionContext, PlanStep
 from pushctl.actions.capacity import CrashComponent, LimitRegion
 from pushctl.actions.common import journaled_fault
+from pushctl.actions.connections import ConnectionFault, Storm
 from pushctl.actions.drain import Drain, Restore
 from pushctl.actions.idc import FailIdc, SwitchIdc, parse_weights
 from pushctl.actions.redis import FailRedis
@@ -26,6 +27,7 @@ from pushctl.errors import PushctlError, UsageError
 from pushctl.experiments.loader import ExperimentInvalid, Loaded, Problem
 from pushctl.experiments.model import (
     ClearFaultsStep,
+    ConnectionsStep,
     CrashStep,
     DeliveryCheck,
     DrainStep,
@@ -41,6 +43,7 @@ from pushctl.experiments.model import (
     ProbeStep,
     RestoreStep,
     SpikeStep,
+    StormStep,
     SwitchIdcStep,
     ThrottleStep,
     WaitStep,
@@ -174,6 +177,19 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
         return LimitRegion(inv, step.region, step.limit, duration_s=step.duration)
     if isinstance(step, CrashStep):
         return CrashComponent(inv, step.service, duration_s=step.duration)
+    if isinstance(step, StormStep):
+        return Storm(inv, step.region, max_recovery_s=step.max_recovery)
+    if isinstance(step, ConnectionsStep):
+        mode, share = ("drop", step.drop) if step.drop is not None else ("half-open", step.half_open)
+        return ConnectionFault(
+            inv,
+            step.region,
+            mode,
+            (share or 0.0) / 100,
+            duration_s=step.duration if step.duration is not None else 10.0,
+            max_recovery_s=step.max_recovery,
+            keepalive_s=step.keepalive,
+        )
     return None
 
 
@@ -244,7 +260,9 @@ def _resolve_step(inv: Inventory, step: Any, index: int, base_rate: float) -> Re
         "action",
         step,
         action=action,
-        reverts=action.drill and getattr(step, "duration", None) is not None,
+        # connection faults end by themselves (their undo is then a safety net): undone with their step
+        reverts=action.drill
+        and (getattr(step, "duration", None) is not None or isinstance(step, StormStep | ConnectionsStep)),
         duration_s=getattr(step, "duration", None),
         background=bool(getattr(step, "background", False)),
         plan=action.plan(),
@@ -358,7 +376,7 @@ def _scope(inv: Inventory, step: Any) -> tuple[set[str], set[str]]:
         )
         if svc is not None and svc.idc:
             idcs.add(svc.idc)
-    elif isinstance(step, LimitStep):
+    elif isinstance(step, LimitStep | StormStep | ConnectionsStep):
         regions.add(step.region)
     elif isinstance(step, CrashStep):
         svc = inv.services.get(step.service)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -376,14 +376,17 @@ class Ledger:
         since: float | None = None,
         until: float | None = None,
         final: bool = False,
+        devices: Collection[str] | None = None,
     ) -> LedgerSummary:
-        """Classify every expected delivery of messages sent in [since, until).
+        """Classify every expected delivery of messages sent in [since, until) (to `devices` only, if given:
+        a cohort, e.g. the devices a fault reached).
 
         `cutoff` is the end of the run plus the grace period: anything not delivered by then is lost.
         An offline-class delivery whose device came back less than a deadline before `cutoff` is
         `pending` (not counted yet), unless `final`: the run is over, and what did not arrive is lost.
         """
         t0 = self.t0 if self.t0 is not None else 0.0
+        cohort = None if devices is None else frozenset(devices)
         receivers = self._open_receivers()
         total, online, offline = _Acc(), _Acc(), _Acc()
         regions: dict[str, _Acc] = {}
@@ -394,9 +397,14 @@ class Ledger:
             if (since is not None and rec.at < since) or (until is not None and rec.at >= until):
                 continue
             targets = rec.devices | receivers.get(msg_id, frozenset())
+            if cohort is not None:
+                targets &= cohort
+                if not targets:
+                    continue
             if msg_id in self._rejected:
-                rejected += len(rec.devices)
-                dead_lettered += len(rec.devices) if msg_id in self._dead_lettered else 0
+                refused = len(rec.devices if cohort is None else rec.devices & cohort)
+                rejected += refused
+                dead_lettered += refused if msg_id in self._dead_lettered else 0
                 continue
             second = seconds.setdefault(max(0, math.floor(rec.at - t0)), [0, 0, 0, 0])
             kind = kinds.setdefault(rec.kind, _Acc())

@@ -22,7 +22,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -628,9 +628,14 @@ class Probe:
             away=self._backend.away,
         )
 
-    def summary(self, *, since: float | None = None, until: float | None = None) -> LedgerSummary:
-        """The exact summary of messages sent in [since, until) (epoch seconds), e.g. while a fault was on."""
-        return self.ledger.summary(cutoff=self._cutoff, since=since, until=until, final=self._summary is not None)
+    def summary(
+        self, *, since: float | None = None, until: float | None = None, devices: Collection[str] | None = None
+    ) -> LedgerSummary:
+        """The exact summary of messages sent in [since, until) (epoch seconds), e.g. while a fault was on;
+        to `devices` only when given (a cohort: the devices a fault reached, or those it spared)."""
+        return self.ledger.summary(
+            cutoff=self._cutoff, since=since, until=until, final=self._summary is not None, devices=devices
+        )
 
     def reconnects(self, *, since: float | None = None) -> list[ReconnectEvent]:
         """Completed reconnections (every device), optionally only those that started at or after `since`."""
