@@ -18,6 +18,7 @@ from tests.integration.conftest import REPO, Stack
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # 17 experiments take ~5.5 min here; the command's own bound is 900 s as well
 def test_the_whole_experiment_library_passes(stack: Stack) -> None:
     reports = REPO / "reports"
     reports.mkdir(exist_ok=True)
