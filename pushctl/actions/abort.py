@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pushctl.actions.lock import TargetLock
+from pushctl.actions.lock import TargetLock, read_record
 from pushctl.actions.recover import recover
 from pushctl.contract.topology import Inventory
 from pushctl.runtime.paths import run_dir
@@ -84,7 +84,9 @@ def holders(inv: Inventory) -> list[Holder]:
     """Every live pushctl process that holds the target: the lock's holder and registered sessions."""
     found: dict[int, Holder] = {}
     lock = TargetLock(inv, "abort")
-    for record, path in [(lock.holder(), None)] + [(_read(p), p) for p in sorted(_sessions_dir(inv).glob("*.json"))]:
+    for record, path in [(lock.holder(), None)] + [
+        (read_record(p), p) for p in sorted(_sessions_dir(inv).glob("*.json"))
+    ]:
         if record is None:
             continue
         try:
@@ -101,14 +103,6 @@ def holders(inv: Inventory) -> list[Holder]:
     return list(found.values())
 
 
-def _read(path: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _stop(found: list[Holder], timeout: float, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """SIGTERM each (they roll back on it); SIGKILL whoever is still there after `timeout`."""
     started = time.monotonic()
@@ -119,11 +113,13 @@ def _stop(found: list[Holder], timeout: float, log: Callable[[str], None]) -> li
             os.kill(h.pid, signal.SIGTERM)
     done: dict[int, dict[str, Any]] = {}
 
+    def record(h: Holder, how: str) -> None:
+        done[h.pid] = {"pid": h.pid, "what": h.what, "how": how, "seconds": round(time.monotonic() - started, 1)}
+
     def exited() -> None:
         for h in found:
             if h.pid not in done and not h.alive():
-                done[h.pid] = {"pid": h.pid, "what": h.what, "how": "rolled back and exited"}
-                done[h.pid]["seconds"] = round(time.monotonic() - started, 1)
+                record(h, "rolled back and exited")
 
     deadline = started + timeout
     while len(done) < len(found) and time.monotonic() < deadline:
@@ -138,7 +134,7 @@ def _stop(found: list[Holder], timeout: float, log: Callable[[str], None]) -> li
             os.kill(h.pid, signal.SIGKILL)
         while h.alive():
             time.sleep(0.05)
-        done[h.pid] = {"pid": h.pid, "what": h.what, "how": "killed", "seconds": round(time.monotonic() - started, 1)}
+        record(h, "killed")
     return [done[h.pid] for h in found]
 
 

@@ -6,11 +6,21 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
 from pushctl.contract.topology import Inventory
 from pushctl.errors import LockHeld
 from pushctl.runtime.paths import run_dir
 from pushctl.runtime.pids import pid_alive, start_time
+
+
+def read_record(path: Path) -> dict[str, object] | None:
+    """A holder's JSON record (the lock file, a session file); None when gone or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class TargetLock:
@@ -27,7 +37,7 @@ class TargetLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._holder()
+                holder = self.holder()
                 if holder is not None and pid_alive(int(str(holder.get("pid", -1)))):
                     since = time.strftime("%H:%M:%S", time.localtime(float(str(holder.get("since", 0)))))
                     raise LockHeld(
@@ -48,14 +58,7 @@ class TargetLock:
 
     def holder(self) -> dict[str, object] | None:
         """The lock file's record of its holder (pid, what, since), None when free or unreadable."""
-        return self._holder()
-
-    def _holder(self) -> dict[str, object] | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_record(self.path)
 
     def release(self) -> None:
         if self._held:
