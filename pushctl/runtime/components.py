@@ -90,6 +90,11 @@ def redis_argv(binary: Path, comp: Component, data_dir: Path) -> list[str]:
         "no",
         "--maxclients",
         "4000",
+        # an idle client connection closes after 30 s, as production Redis is usually set: our
+        # services' redis-py pools reuse the newest connection first, so what a burst opened ages out
+        # instead of staying open (through the internal Toxiproxy) for ever
+        "--timeout",
+        "30",
         "--loglevel",
         "notice",
     ]

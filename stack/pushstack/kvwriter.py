@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped, unused-ignore]
 
@@ -20,6 +19,7 @@ from pushctl.contract.topology import Inventory
 from pushstack.kafkaio import commit, group_consumer, lag, poll, start_consumer, stop_quietly
 from pushstack.keys import KEY_GROUP_PAYLOAD
 from pushstack.kvclient import DiskKVClient, DiskKVError
+from pushstack.pools import client_session
 from pushstack.service import PushService
 
 log = logging.getLogger("pushstack.kvwriter")
@@ -48,7 +48,7 @@ class KVWriter(PushService):
         )
 
     async def on_start(self) -> None:
-        self.session = aiohttp.ClientSession()
+        self.session = client_session()
         self.kv = DiskKVClient(self.session, self.link_url("diskkv"), self.inv.token)
         self.spawn(self._consume_routine, "_consume_routine")
 

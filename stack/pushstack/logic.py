@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -37,6 +36,7 @@ from pushstack.journal import Entry, Inbox, Job
 from pushstack.keys import KEY_ONLINE_EVENTS, KEY_ROUTING
 from pushstack.kvclient import DiskKVClient
 from pushstack.offline import OfflineStore
+from pushstack.pools import client_session
 from pushstack.service import PushService
 from pushstack.throttle import RateMeter
 
@@ -178,9 +178,7 @@ class LogicGateway(PushService):
         self.store = self.redis_for("store")
         self.store_block = self.redis_for("store", timeout=3.0)  # BLPOP waits up to 1 s
         self.cache = self.redis_for("cache", timeout=0.5)
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, enable_cleanup_closed=True)
-        )
+        self.session = client_session(limit=256, limit_per_host=64)
         kv = DiskKVClient(self.session, self.link_url("diskkv"), self.inv.token)
         self.resolver = PayloadResolver(self.cache, kv)
         self.brokers = BrokerClient(

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from pushctl.contract.api import Policy, PolicySet
 from pushctl.contract.topology import Inventory, ServiceKind
 
+from .pools import client_session
 from .service import PushService
 
 log = logging.getLogger("pushstack.policy")
@@ -96,7 +97,7 @@ class PolicyFollower:
         self._svc.control("GET", "/v1/policies", self._get)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
+        self._session = client_session(
             timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S),
             headers={"Authorization": f"Bearer {self._svc.inv.token}"},
         )

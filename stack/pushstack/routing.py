@@ -29,6 +29,7 @@ import aiohttp
 
 from pushctl.contract.api import Accepted, GroupTask, LogicLoad, Message, PushBatch, RoutingWeights
 from pushctl.contract.topology import Inventory, ServiceKind
+from pushstack.pools import client_session
 
 T = TypeVar("T")
 log = logging.getLogger("pushstack.routing")
@@ -141,9 +142,7 @@ class LogicRouter:
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, limit_per_host=16, enable_cleanup_closed=True)
-            )
+            self._session = client_session(limit=64, limit_per_host=16)
         self._task = asyncio.create_task(self._poll_routine(), name="_poll_routine")
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from pushctl.contract.api import AutoMode, Connections, PolicyIn, PolicySet
 from pushctl.contract.topology import Inventory, ServiceKind
 
 from .policy_book import PolicyBook, PolicyError
+from .pools import client_session
 from .service import PushService
 
 log = logging.getLogger("pushstack.scheduler")
@@ -106,7 +107,7 @@ class Scheduler(PushService):
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def on_start(self) -> None:
-        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.inv.token}"})
+        self._session = client_session(headers={"Authorization": f"Bearer {self.inv.token}"})
         if "store" in self.spec.connect:
             self._store = self.redis_for("store")
             await self._load()
