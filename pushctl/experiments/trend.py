@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,13 @@ def _continues(group: list[dict[str, Any]], run: dict[str, Any]) -> bool:
 
 
 # ---- erosion --------------------------------------------------------------------------------------
-def theil_sen(values: list[float]) -> float:
+def theil_sen(values: Sequence[float]) -> float:
     """The median of the slopes between every pair of points (per run)."""
     slopes = [(values[j] - values[i]) / (j - i) for i in range(len(values)) for j in range(i + 1, len(values))]
     return statistics.median(slopes) if slopes else 0.0
 
 
-def mann_kendall_z(values: list[float]) -> float:
+def mann_kendall_z(values: Sequence[float]) -> float:
     """The Mann-Kendall statistic as a normal z score (negative: falling), continuity-corrected."""
     n = len(values)
     s = sum((values[j] > values[i]) - (values[j] < values[i]) for i in range(n) for j in range(i + 1, n))
@@ -113,7 +114,7 @@ class Erosion:
     why: str
 
 
-def erosion(values: list[float | None], *, last: int = LAST_RUNS, min_runs: int = MIN_RUNS) -> Erosion:
+def erosion(values: Sequence[float | None], *, last: int = LAST_RUNS, min_runs: int = MIN_RUNS) -> Erosion:
     """Whether the last `last` margins (oldest first; None skipped) fall (see the module docstring)."""
     ys = [float(v) for v in values if v is not None][-last:]
     if len(ys) < min_runs:

@@ -37,7 +37,9 @@ def _tol(text: str) -> dict[str, Any]:
     return {">=": {"min": float(num)}, "<=": {"max": float(num)}}[op]
 
 
-def run(title: str, code: int, *, weight: float | None = None, verdict: str | None = None, **extra: Any) -> dict[str, Any]:
+def run(
+    title: str, code: int, *, weight: float | None = None, verdict: str | None = None, **extra: Any
+) -> dict[str, Any]:
     exp: dict[str, Any] = {} if weight is None else {"weight": weight}
     return {
         "title": title,
@@ -155,12 +157,12 @@ def test_weight_is_validated_with_file_and_line(tmp_path: Path, monkeypatch: pyt
     base = (LIBRARY / "redis-outage.yaml").read_text()
     for bad, message in (("0", "greater than 0"), ("101", "less than or equal to 100"), ("heavy", "valid number")):
         path = tmp_path / "w.yaml"
-        path.write_text(re.sub(r"(?m)^title: .*$", lambda m: m.group(0) + f"\nweight: {bad}", base, count=1))
+        path.write_text(re.sub(r"(?m)^(title: .*)$", rf"\1\nweight: {bad}", base, count=1))
         problems, _ = check_file(path)
         assert [(p.line, p.path) for p in problems] == [(3, "weight")] and message in problems[0].message
-        code, out, err = run_main(monkeypatch, "experiment", "validate", str(path))
+        code, _out, err = run_main(monkeypatch, "experiment", "validate", str(path))
         assert code == 2 and "Traceback" not in err and "w.yaml:3: weight:" in err
-    path.write_text(re.sub(r"(?m)^title: .*$", lambda m: m.group(0) + "\nweight: 2.5", base, count=1))
+    path.write_text(re.sub(r"(?m)^(title: .*)$", r"\1\nweight: 2.5", base, count=1))
     problems, loaded = check_file(path)
     assert not problems and loaded is not None and loaded.experiment.weight == 2.5
 
