@@ -244,9 +244,43 @@ def _section(i: int, run: dict[str, Any]) -> str:
   <h3>Hypothesis</h3>{_checks_table(run)}
   <h3>Margins</h3>{_margins_table(run)}
   <h3>Method</h3>{_steps_table(run, t0)}
+  {_ledgers_section(run)}
   <h3>Stop conditions</h3>{_stops_table(run)}
   <h3>Rollbacks</h3>{_rollback_table(run)}
 </section>"""
+
+
+def _ledgers_section(run: dict[str, Any]) -> str:
+    """A connection fault's delivery ledgers: the devices it cut off beside those it spared (step output `cohorts`)."""
+    rows = []
+    for step in run.get("method") or []:
+        out = step.get("output")
+        ledgers = out.get("cohorts") if isinstance(out, dict) else None
+        if not isinstance(ledgers, dict):
+            continue
+        for name, c in ledgers.items():
+            if not isinstance(c, dict):
+                continue
+            sent, on_time = c.get("sent") or 0, c.get("on_time") or 0
+            rate = c.get("delivery_rate")
+            if rate is None and sent:
+                rate = 100.0 * on_time / sent
+            bad = bool(c.get("lost")) or bool(c.get("duplicates"))
+            rows.append(
+                f"<tr class=ledger data-cohort={_e(name)}><td>{step.get('index', 0) + 1}. {_e(step.get('label'))}</td>"
+                f"<td>{_e(name)}</td><td>{_e(c.get('devices'))}</td><td>{_e(sent)}</td><td>{_e(on_time)}</td>"
+                f"<td>{_e(c.get('late'))}</td><td class={'bad' if bad else 'ok'}>{_e(c.get('lost'))}</td>"
+                f"<td>{_e(c.get('duplicates'))}</td><td>{'' if rate is None else f'{rate:.3f}%'}</td></tr>"
+            )
+    if not rows:
+        return ""
+    return (
+        "<h3>Affected and unaffected devices</h3><p class=muted>messages sent from the fault until every affected "
+        "device was back and settled</p><table class=ledgers><tr><th>step</th><th>devices</th><th>count</th>"
+        "<th>sent</th><th>on time</th><th>late</th><th>lost</th><th>dup</th><th>delivery</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _score_section(runs: Sequence[dict[str, Any]]) -> str:

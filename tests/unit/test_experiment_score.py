@@ -154,7 +154,7 @@ def test_the_html_report_shows_the_score_the_runs_left_out_and_each_margin() -> 
 
 
 def test_weight_is_validated_with_file_and_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    base = (LIBRARY / "redis-outage.yaml").read_text()
+    base = re.sub(r"(?m)^weight: .*\n", "", (LIBRARY / "redis-outage.yaml").read_text())
     for bad, message in (("0", "greater than 0"), ("101", "less than or equal to 100"), ("heavy", "valid number")):
         path = tmp_path / "w.yaml"
         path.write_text(re.sub(r"(?m)^(title: .*)$", rf"\1\nweight: {bad}", base, count=1))
@@ -294,3 +294,24 @@ def test_report_without_journals_or_trend_is_exit_2(monkeypatch: pytest.MonkeyPa
 def test_margins_of_a_journal_without_numeric_checks_is_empty_of_margins() -> None:
     data = run("x", 0, steady_states={"after": {"checks": [check("mode", "== redis", "redis")]}})
     assert [m["margin"] for m in margins_of(data)] == [None]
+
+
+def test_the_html_report_shows_a_connection_faults_affected_and_unaffected_ledgers() -> None:
+    ledgers = {
+        "affected": {"devices": 27, "sent": 400, "on_time": 396, "late": 1, "lost": 3, "duplicates": 0},
+        "unaffected": {"devices": 63, "sent": 900, "on_time": 900, "late": 0, "lost": 0, "duplicates": 0},
+    }
+    step = {"index": 0, "label": "connections north", "kind": "action", "status": "deviated",
+            "output": {"region": "north", "affected": 27, "cohorts": ledgers}}  # fmt: skip
+    page = report_html([run("drop", 1, method=[step])])
+    rows = re.findall(r"<tr class=ledger data-cohort=(\w+)>(.*?)</tr>", page)
+    cells = {name: re.findall(r"<td[^>]*>(.*?)</td>", row)[1:] for name, row in rows}
+    assert cells["affected"] == ["affected", "27", "400", "396", "1", "3", "0", "99.000%"]
+    assert cells["unaffected"] == ["unaffected", "63", "900", "900", "0", "0", "0", "100.000%"]
+    assert "<tr class=ledger" not in report_html([run("plain", 0)])  # no connection fault, no table
+
+
+def test_every_library_experiment_declares_its_weight() -> None:
+    weights = {p.name: yaml.safe_load(p.read_text()).get("weight") for p in sorted(LIBRARY.glob("*.yaml"))}
+    assert len(weights) >= 17 and all(isinstance(w, int | float) and 0 < w <= 100 for w in weights.values()), weights
+    assert weights["redis-outage.yaml"] == 3 and weights["idc-switch.yaml"] == 1  # failure domains weigh more
