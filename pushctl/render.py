@@ -678,10 +678,18 @@ def experiment_trend(trend: Any) -> None:
             ["experiment", "check", "tolerance", "last margin", "per run", "runs to limit", "margins"],
             erows,
         )
-    steady = len(trend.series) - len(eroding)
+    outside = [s for s in trend.series if s not in eroding and s.last is not None and s.last < 0]
+    if outside:
+        table(
+            "outside their tolerance in the last run",
+            ["experiment", "check", "tolerance", "last margin", "margins"],
+            [(s.experiment, s.key, s.tolerance, f"{s.last:g}", margin_sparkline(s.margins)) for s in outside],
+        )
+    steady = len(trend.series) - len(eroding) - len(outside)
     console.print(
         f"{len(trend.points)} library runs; {len(trend.series)} margins: "
         + (f"[{STYLE_BAD}]{len(eroding)} eroding[/], " if eroding else "none eroding, ")
+        + (f"{len(outside)} outside their tolerance in the last run, " if outside else "")
         + f"{steady} steady or too few runs to tell"
     )
 

@@ -241,7 +241,10 @@ def test_report_trend_draws_the_score_and_flags_the_eroding_margin(
     text = " ".join(out.split())
     assert "100.0/100" in text and "75.0/100" in text  # the last run: weight 3 passed of 4
     assert "eroding margins" in out and "Redis outage" in out and "after: p99 <= 500" in out
-    assert "1 eroding" in text and "IDC switch" not in out.split("eroding margins")[1].split("library runs")[0]
+    eroding_table, outside_table = out.split("eroding margins")[1].split("outside their tolerance in the last run", 1)
+    assert "IDC switch" not in eroding_table  # its one bad run is no trend ...
+    assert "IDC switch" in outside_table and "after: delivery_rate >= 99.9" in outside_table  # ... but shows
+    assert "1 eroding, 1 outside their tolerance in the last run, 2 steady" in text
     html = page.read_text()
     assert 'data-eroding="1"' in html and 'data-runs="8"' in html and html.count('class="margin eroding"') == 1
     assert "<script" not in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
