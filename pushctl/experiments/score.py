@@ -9,8 +9,8 @@ missed, a stop condition fired, a step or a rollback failed: exit 1, 5, 7). Ther
 credit: an experiment that lost one message scores like one that lost all of them (the margins
 show the difference). Runs without a verdict on the platform are left out of both sums and listed
 apart: *inconclusive* (exit 8, the rig could not keep up) and *not judged* (2 invalid input, 3 a
-pushctl bug, 4 the target unreachable, 6 locked by someone else, 130 interrupted). With nothing
-counted the score is None ("n/a"), never 100.
+pushctl bug, 4 the target unreachable, 6 locked by someone else, 130 interrupted, or still running).
+With nothing counted the score is None ("n/a"), never 100.
 
 Margin of a numeric check, signed, positive inside the tolerance::
 
@@ -155,6 +155,8 @@ def weight_of(run: dict[str, Any]) -> float:
 
 def outcome_of(run: dict[str, Any]) -> tuple[Outcome, str]:
     """What a run counts as in the score, and why."""
+    if run.get("status") == "running":  # read while it runs (a dead one reads as interrupted)
+        return "not judged", "still running"
     code = exit_code_of(run)
     if code == 0:
         return "passed", "exit 0"

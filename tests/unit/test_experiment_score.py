@@ -127,10 +127,16 @@ def test_inconclusive_and_unjudged_runs_are_left_out_and_listed_apart() -> None:
         run("b", 8, weight=5, verdict="inconclusive", inconclusive=["the rig lagged 2.1 s"]),
         run("c", 130, weight=5),
         run("d", 4, weight=5),
+        {**run("e", 0, weight=5), "status": "running", "exit_code": None},  # a journal read mid-run
     ]
     s = score_of(runs)
     assert s.value == 100.0 and s.counted_weight == 2
-    assert [(e.title, e.outcome) for e in s.apart] == [("b", "inconclusive"), ("c", "not judged"), ("d", "not judged")]
+    assert [(e.title, e.outcome) for e in s.apart] == [
+        ("b", "inconclusive"),
+        ("c", "not judged"),
+        ("d", "not judged"),
+        ("e", "not judged"),
+    ]
     assert "the rig lagged" in s.apart[0].reason
     none = score_of([run("b", 8, verdict="inconclusive")])
     assert none.value is None and "n/a" in none.text()  # nothing judged is not 100
