@@ -638,3 +638,72 @@ def runbook_report(report: Any) -> None:
     good = report.passed
     passed = sum(r.passed for r in report.results)
     panel("verdict", f"{passed}/{len(report.results)} runbooks passed in {fmt_seconds(report.seconds)}", good=good)
+
+
+def experiment_score(score: Any) -> None:
+    """The resilience score of a library run (a `pushctl.experiments.score.Score`), runs left out listed apart."""
+    value = score.value
+    style = STYLE_DIM if value is None else (STYLE_OK if value >= 100 else STYLE_WARN if value >= 80 else STYLE_BAD)
+    console.print(
+        f"resilience score [{style}]{score.text()}[/] "
+        f"(weight passed {score.passed_weight:g} of {score.counted_weight:g} counted)"
+    )
+    for e in score.apart:
+        console.print(f"  [{STYLE_DIM}]left out: {e.title} (weight {e.weight:g}): {e.outcome}: {e.reason}[/]")
+
+
+def experiment_trend(trend: Any) -> None:
+    """The score per library run and the margins that erode (a `pushctl.experiments.trend.Trend`)."""
+    import time as _time
+
+    rows = []
+    for p in trend.points:
+        apart = ", ".join(f"{e.title} ({e.outcome})" for e in p.score.apart)
+        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(p.started_at))
+        rows.append((when, p.score.text(), p.runs, apart or "-"))
+    table("resilience score per run", ["run", "score", "experiments", "left out"], rows)
+    se = trend.score_erosion
+    if se.eroding:
+        console.print(f"[{STYLE_BAD}]the score is falling:[/] {se.why}")
+    eroding = trend.eroding
+    if eroding:
+        erows: list[tuple[Any, ...]] = []
+        for s in eroding:
+            e = s.erosion
+            spark = margin_sparkline(s.margins)
+            left = "-" if e.runs_left is None else f"~{e.runs_left}"
+            erows.append((s.experiment, s.key, s.tolerance, f"{s.last:g}", f"{e.slope:+.4g}", left, spark))
+        table(
+            "eroding margins (still passing or not)",
+            ["experiment", "check", "tolerance", "last margin", "per run", "runs to limit", "margins"],
+            erows,
+        )
+    outside = [s for s in trend.series if s not in eroding and s.last is not None and s.last < 0]
+    if outside:
+        table(
+            "outside their tolerance in the last run",
+            ["experiment", "check", "tolerance", "last margin", "margins"],
+            [(s.experiment, s.key, s.tolerance, f"{s.last:g}", margin_sparkline(s.margins)) for s in outside],
+        )
+    steady = len(trend.series) - len(eroding) - len(outside)
+    console.print(
+        f"{len(trend.points)} library runs; {len(trend.series)} margins: "
+        + (f"[{STYLE_BAD}]{len(eroding)} eroding[/], " if eroding else "none eroding, ")
+        + (f"{len(outside)} outside their tolerance in the last run, " if outside else "")
+        + f"{steady} steady or too few runs to tell"
+    )
+
+
+def margin_sparkline(margins: Sequence[float | None]) -> str:
+    """Margins scaled from their lowest (or 0) to their highest; red at or below the limit (0)."""
+    known = [m for m in margins if m is not None]
+    lo, hi = min([*known, 0.0]), max([*known, 0.0])
+    out = []
+    for m in margins:
+        if m is None:
+            out.append(f"[{STYLE_DIM}]·[/]")
+            continue
+        level = (m - lo) / (hi - lo) if hi > lo else 0.5
+        ch = _SPARK[min(len(_SPARK) - 1, int(level * (len(_SPARK) - 1) + 0.5))]
+        out.append(ch if m >= 0 else f"[{STYLE_BAD}]{ch}[/]")
+    return "".join(out)

@@ -16,6 +16,8 @@ rollbacks ran). Several experiments: the most severe code (1 before 8 before 0).
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +44,9 @@ from pushctl.experiments import (
     write_junit,
 )
 from pushctl.experiments.run import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_ROLLBACK
+from pushctl.experiments.score import score_of
+from pushctl.experiments.trend import load_journals, trend
+from pushctl.experiments.trend_html import write_trend_html
 
 app = typer.Typer(
     help="Game-day experiments: steady state, method, stop conditions, rollbacks; JUnit and HTML reports.",
@@ -165,10 +170,11 @@ def run(
     require_confirmed(inv, confirm_target, "experiments change it for real")
     results: list[dict[str, Any]] = []
     codes: list[int] = []
+    batch = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"  # this run's journals: one trend point
     try:
         for r in resolved:
             with render.ExperimentLive(enabled=not (no_live or json_out)) as show:
-                settings = RunSettings(log=render.info, runtime=runtime, on_update=show)
+                settings = RunSettings(log=render.info, runtime=runtime, on_update=show, batch=batch)
                 result = asyncio.run(run_experiment(inv, r, settings))
             results.append(result.journal)
             codes.append(result.exit_code)
@@ -184,10 +190,14 @@ def run(
             write_junit(results, junit)
         if html is not None:
             write_html(results, html)
-    if json_out:
-        render.print_json([{k: v for k, v in j.items() if k != "timeline"} for j in results])
+    score = score_of(results)
+    if json_out:  # a list, as before; each run also carries the library's score and its own part in it
+        render.print_json(
+            [{**{k: v for k, v in j.items() if k != "timeline"}, "resilience": score.to_json()} for j in results]
+        )
     else:
         render.experiment_totals(results, junit=junit, html=html)
+        render.experiment_score(score)
     code = worst_exit(codes)
     if code:
         raise error_for_exit(code, f"{sum(c != 0 for c in codes)} of {len(codes)} experiment runs did not pass")
@@ -195,11 +205,28 @@ def run(
 
 @app.command("report")
 def report(
-    journals: Annotated[list[Path], typer.Argument(metavar="JOURNAL...", help="Run journals (JSON).")],
+    journals: Annotated[
+        list[Path] | None, typer.Argument(metavar="JOURNAL...", help="Run journals (JSON).", show_default=False)
+    ] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    trend_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--trend",
+            metavar="DIR",
+            help="The score and every check's margin across the run journals under DIR; eroding margins flagged.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Rebuild the JUnit and HTML reports from run journals (interrupted runs included)."""
+    """Rebuild the JUnit and HTML reports from run journals (interrupted runs included), or draw the trend."""
+    if trend_dir is not None:
+        _trend_report(trend_dir, journals or [], junit=junit, html=html, json_out=json_out)
+        return
+    journals = journals or []
+    if not journals:
+        raise UsageError("give run journals (JOURNAL...) or --trend DIR")
     if junit is None and html is None:
         raise UsageError("give --junit FILE and/or --html FILE")
     runs = []
@@ -216,6 +243,23 @@ def report(
     code = worst_exit(codes)
     if code:
         raise error_for_exit(code, f"{sum(c != 0 for c in codes)} of {len(codes)} runs in these journals did not pass")
+
+
+def _trend_report(
+    directory: Path, journals: list[Path], *, junit: Path | None, html: Path | None, json_out: bool
+) -> None:
+    """`report --trend DIR`: a table (or JSON) of the score and the eroding margins; --html draws them all."""
+    if journals or junit is not None:
+        raise UsageError("--trend DIR reads the journals itself: give only --html FILE and/or --json with it")
+    found = trend(load_journals(directory))
+    if html is not None:
+        write_trend_html(found, html)
+    if json_out:
+        render.print_json(found.to_json())
+        return
+    render.experiment_trend(found)
+    if html is not None:
+        render.info(f"HTML {html}")
 
 
 def _exit_code(run: dict[str, Any]) -> int:

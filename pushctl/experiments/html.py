@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pushctl.experiments.score import FORMULA, margins_of, score_of
+
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fafbfc}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0}h3{font-size:14px;margin:18px 0 6px}
@@ -240,10 +242,92 @@ def _section(i: int, run: dict[str, Any]) -> str:
   <div id="timeline-{i}" class=timeline></div>
   <p class=muted>{_e(totals)}</p>
   <h3>Hypothesis</h3>{_checks_table(run)}
+  <h3>Margins</h3>{_margins_table(run)}
   <h3>Method</h3>{_steps_table(run, t0)}
+  {_ledgers_section(run)}
   <h3>Stop conditions</h3>{_stops_table(run)}
   <h3>Rollbacks</h3>{_rollback_table(run)}
 </section>"""
+
+
+def _ledgers_section(run: dict[str, Any]) -> str:
+    """A connection fault's delivery ledgers: the devices it cut off beside those it spared (step output `cohorts`)."""
+    rows = []
+    for step in run.get("method") or []:
+        out = step.get("output")
+        ledgers = out.get("cohorts") if isinstance(out, dict) else None
+        if not isinstance(ledgers, dict):
+            continue
+        for name, c in ledgers.items():
+            if not isinstance(c, dict):
+                continue
+            sent, on_time = c.get("sent") or 0, c.get("on_time") or 0
+            rate = c.get("delivery_rate")
+            if rate is None and sent:
+                rate = 100.0 * on_time / sent
+            bad = bool(c.get("lost")) or bool(c.get("duplicates"))
+            rows.append(
+                f"<tr class=ledger data-cohort={_e(name)}><td>{step.get('index', 0) + 1}. {_e(step.get('label'))}</td>"
+                f"<td>{_e(name)}</td><td>{_e(c.get('devices'))}</td><td>{_e(sent)}</td><td>{_e(on_time)}</td>"
+                f"<td>{_e(c.get('late'))}</td><td class={'bad' if bad else 'ok'}>{_e(c.get('lost'))}</td>"
+                f"<td>{_e(c.get('duplicates'))}</td><td>{'' if rate is None else f'{rate:.3f}%'}</td></tr>"
+            )
+    if not rows:
+        return ""
+    return (
+        "<h3>Affected and unaffected devices</h3><p class=muted>messages sent from the fault until every affected "
+        "device was back and settled</p><table class=ledgers><tr><th>step</th><th>devices</th><th>count</th>"
+        "<th>sent</th><th>on time</th><th>late</th><th>lost</th><th>dup</th><th>delivery</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _score_section(runs: Sequence[dict[str, Any]]) -> str:
+    """The resilience score, each experiment's weight and outcome; inconclusive and not-judged runs apart."""
+    score = score_of(list(runs))
+    counted = [e for e in score.entries if e.outcome in ("passed", "failed")]
+    rows = "".join(
+        f"<tr><td>{_e(e.title)}</td><td>{e.weight:g}</td>"
+        f"<td class={'ok' if e.outcome == 'passed' else 'bad'}>{_e(e.outcome)}</td></tr>"
+        for e in counted
+    )
+    apart = "".join(
+        f"<tr><td>{_e(e.title)}</td><td>{e.weight:g}</td><td class=muted>{_e(e.outcome)}: {_e(e.reason)}</td></tr>"
+        for e in score.apart
+    )
+    apart_html = (
+        f"<h3>Left out of the score</h3><table><tr><th>experiment</th><th>weight</th><th>why</th></tr>{apart}</table>"
+        if apart
+        else ""
+    )
+    return f"""
+<section class=exp id=score data-score="{"" if score.value is None else f"{score.value:.1f}"}">
+  <h2>Resilience score: {_e(score.text())}</h2>
+  <div class=muted>{_e(FORMULA)}; weight passed {score.passed_weight:g} of {score.counted_weight:g}</div>
+  <table><tr><th>experiment</th><th>weight</th><th>counts as</th></tr>{rows}</table>
+  {apart_html}
+</section>"""
+
+
+def _margins_table(run: dict[str, Any]) -> str:
+    """Each numeric check's margin: how far its measured value stayed from the tolerance's limit."""
+    rows = []
+    for m in margins_of(run):
+        if m["margin"] is None:
+            continue
+        cls = "ok" if m["margin"] >= 0 else "bad"
+        frac = "" if m["fraction"] is None else f"{100 * m['fraction']:.1f}%"
+        rows.append(
+            f"<tr><td>{_e(m['phase'])}</td><td>{_e(m['title'])}</td><td>{_e(m['tolerance'])}</td>"
+            f"<td>{_e(m['value'])}</td><td class={cls}>{m['margin']:+g}</td><td>{frac}</td></tr>"
+        )
+    if not rows:
+        return "<p class=muted>no numeric check ran</p>"
+    return (
+        "<table class=margins><tr><th>when</th><th>check</th><th>tolerance</th><th>measured</th><th>margin</th>"
+        "<th>of the limit</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def report_html(runs: Sequence[dict[str, Any]], *, title: str = "pushctl experiments") -> str:
@@ -258,6 +342,7 @@ def report_html(runs: Sequence[dict[str, Any]], *, title: str = "pushctl experim
 <body data-timeline="pending">
 <h1>{_e(title)}</h1>
 <div class=muted>{passed} of {len(runs)} passed &middot; generated {when}</div>
+{_score_section(runs)}
 {sections}
 <script type="application/json" id="runs">{data}</script>
 <script>{_JS}</script>

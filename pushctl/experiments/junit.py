@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from pushctl.experiments.score import FORMULA, score_of
+
 PHASES = (
     ("before", "steady state before"),
     ("during", "steady state during the method"),
@@ -148,9 +150,33 @@ def _any_failed_check(states: dict[str, Any]) -> bool:
     return any(not c["ok"] for s in states.values() if s for c in s.get("checks", []))
 
 
+def add_score_properties(suites: Sequence[ET.Element], runs: Sequence[dict[str, Any]]) -> None:
+    """Each testsuite's weight and what its run counts as, and the whole report's resilience score.
+
+    (The root `testsuites` element has no properties in the JUnit schema, so every suite carries the
+    score; `score_outcome` is passed, failed, inconclusive or not judged.)
+    """
+    score = score_of(list(runs))
+    value = "n/a" if score.value is None else f"{score.value:.1f}"
+    for suite, entry in zip(suites, score.entries, strict=True):
+        props = suite.find("properties")
+        if props is None:
+            props = ET.SubElement(suite, "properties")
+        for name, text in (
+            ("weight", f"{entry.weight:g}"),
+            ("score_outcome", entry.outcome),
+            ("resilience_score", value),
+            ("resilience_score_counted_weight", f"{score.counted_weight:g}"),
+            ("resilience_score_formula", FORMULA),
+        ):
+            ET.SubElement(props, "property", name=name, value=text)
+
+
 def junit_xml(runs: Iterable[dict[str, Any]]) -> str:
     root = ET.Element("testsuites", name="pushctl experiments")
+    runs = list(runs)
     suites = [suite_of(r) for r in runs]
+    add_score_properties(suites, runs)
     root.extend(suites)
     for key in ("tests", "failures", "errors", "skipped"):
         root.set(key, str(sum(int(s.get(key, "0")) for s in suites)))

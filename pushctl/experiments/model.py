@@ -583,6 +583,12 @@ class Experiment(_Model):
     title: str = Field(min_length=1)
     description: str = ""
     tags: list[str] = Field(default_factory=list)
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="how much this experiment counts in the resilience score (0 < weight <= 100; default 1)",
+    )
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
     ledger: LedgerTolerance = Field(description="the whole run's ledger: lost is always 0; duplicates declared")

@@ -48,6 +48,7 @@ from pushctl.experiments.model import (
 )
 from pushctl.experiments.resolve import Resolved, ResolvedStep
 from pushctl.experiments.run_journal import RunJournal, RunStatus
+from pushctl.experiments.score import add_margins
 from pushctl.experiments.watch import Timeline, Watch
 from pushctl.faults.links import clear_faults
 from pushctl.probe.ledger import LedgerSummary
@@ -79,6 +80,7 @@ class RunSettings:
     runtime: str = "process"
     journal_path: Path | None = None
     on_update: Callable[[LiveState], None] | None = None  # the live view
+    batch: str | None = None  # one `experiment run` of several files: its runs share this (the trend's points)
 
 
 @dataclass
@@ -133,6 +135,7 @@ class ExperimentRun:
             self.exp.model_dump(mode="json", by_alias=True),
             path=settings.journal_path,
         )
+        self.journal.data["batch"] = settings.batch
         self.live = LiveState(self.exp.title)
         self.applied: list[_Applied] = []
         self.background: list[asyncio.Task[None]] = []
@@ -198,6 +201,7 @@ class ExperimentRun:
         self.journal.data["verdict"] = self.verdict
         self.journal.data["inconclusive"] = self.inconclusive
         self.journal.data["findings"] = [f.to_json() for f in self.findings]
+        add_margins(self.journal.data)
         self.journal.finish(self.status, deviated=self.deviated, exit_code=self.exit_code, error=self.error)
         self.live.phase = "done"
         self._update()

@@ -116,6 +116,14 @@ def test_library_experiment_passes_and_writes_its_reports(stack: Stack, tmp_path
     assert data["timeline"]["per_second"] and all("p99_ms" in r for r in data["timeline"]["per_second"])
     assert data["windows"][0]["end"] > data["windows"][0]["start"]
     assert {r["ok"] for r in data["rollbacks"]} == {True}
+    # the resilience score and the margins (issue 17 item 3): recorded, and in every report
+    assert data["batch"] and "resilience score 100.0/100" in " ".join(proc.stdout.split())
+    margins = {m["key"]: m for m in data["margins"] if m["margin"] is not None}
+    assert margins and all(m["margin"] >= 0 for m in margins.values()), margins
+    assert margins["run: nothing lost over the whole run"]["margin"] == 0
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["resilience_score"] == "100.0" and props["weight"] == "3" and props["score_outcome"] == "passed"
+    assert 'data-score="100.0"' in html.read_text()
     if shutil.which("chromium"):
         from tests.unit.test_experiment_reports import open_in_chromium
 
