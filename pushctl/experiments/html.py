@@ -91,6 +91,12 @@ _JS = r"""
                 "class": "rate-line"}, svg);
     el("path", {d: line(p99, x, latY), fill: "none", stroke: "#6a1b9a", "stroke-width": 1.5,
                 "class": "latency-line"}, svg);
+    var cohorts = (run.cohorts || {}).series || {}, colors = {control: "#2e7d32", experiment: "#ef6c00"};
+    Object.keys(cohorts).forEach(function (name) {
+      var pts = cohorts[name].map(function (r) { return [r.t + 0.5, r.delivery_rate]; });
+      el("path", {d: line(pts, x, rateY), fill: "none", stroke: colors[name] || "#555", "stroke-width": 1.5,
+                  "stroke-dasharray": name === "control" ? "" : "5 3", "class": "cohort-line cohort-" + name}, svg);
+    });
     rows.forEach(function (r) {
       if (r.lost > 0) {
         el("circle", {cx: x(r.t + 0.5), cy: rateY(r.delivery_rate || 0), r: 3, fill: "#c62828"}, svg);
@@ -211,6 +217,45 @@ def _rollback_table(run: dict[str, Any]) -> str:
     return "<table><tr><th>undo</th><th>of</th><th></th><th>detail</th></tr>" + "".join(rows) + "</table>"
 
 
+def _cohorts_block(run: dict[str, Any]) -> str:
+    """Control vs experiment: a row per cohort, the difference, the verdict and the cohort checks."""
+    c = run.get("cohorts")
+    if not isinstance(c, dict):
+        return ""
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}%"
+
+    def ci(pair: Any, unit: str = "") -> str:
+        return "n/a" if not pair else f"[{pair[0]:+.2f}, {pair[1]:+.2f}]{unit}"
+
+    rows = [
+        f"<tr class=cohort-row><td>{_e(line['name'])}</td><td>{_e(line['devices'])}</td><td>{_e(line['sent'])}</td>"
+        f"<td>{pct(line['delivery_rate'])}</td><td>{pct(line['late_share'])}</td><td>{_e(line['lost'])}</td>"
+        f"<td>{_e(line['p99_ms'])} ms</td></tr>"
+        for line in (c.get("control") or {}, c.get("experiment") or {})
+        if line
+    ]
+    d = c.get("difference") or {}
+    rows.append(
+        f"<tr><td>experiment - control</td><td></td><td></td><td>{d.get('delivery_points', 0):+.2f} points "
+        f"{ci(d.get('delivery_ci'))}</td><td>{d.get('late_points', 0):+.2f} points {ci(d.get('late_ci'))}</td>"
+        f"<td></td><td>{_e(d.get('p99_ms'))} ms {ci(d.get('p99_ci_ms'), ' ms')}</td></tr>"
+    )
+    checks = ((run.get("steady_states") or {}).get("cohorts") or {}).get("checks", [])
+    verdicts = "".join(
+        f"<li class={'ok' if k['ok'] else 'bad'}>{'ok' if k['ok'] else 'FAILED'}: {_e(k['title'])}</li>" for k in checks
+    )
+    return (
+        "<h3>Cohorts (control vs experiment)</h3><div class=legend>"
+        '<span><i class=sw style="background:#2e7d32"></i>control cohort delivery</span>'
+        '<span><i class=sw style="background:#ef6c00"></i>experiment cohort delivery</span></div>'
+        "<table><tr><th>cohort</th><th>devices</th><th>sent</th><th>delivery</th><th>late</th><th>lost</th>"
+        "<th>p99</th></tr>" + "".join(rows) + f"</table><p class=cohort-verdict><b>{_e(c.get('verdict'))}</b></p>"
+        f"<ul>{verdicts}</ul>"
+    )
+
+
 def _section(i: int, run: dict[str, Any]) -> str:
     word, cls = _verdict(run)
     t0 = (run.get("timeline") or {}).get("t0")
@@ -239,6 +284,7 @@ def _section(i: int, run: dict[str, Any]) -> str:
   <span><i class=sw style="background:#c62828"></i>loss, stop condition</span></div>
   <div id="timeline-{i}" class=timeline></div>
   <p class=muted>{_e(totals)}</p>
+  {_cohorts_block(run)}
   <h3>Hypothesis</h3>{_checks_table(run)}
   <h3>Method</h3>{_steps_table(run, t0)}
   <h3>Stop conditions</h3>{_stops_table(run)}
@@ -247,7 +293,7 @@ def _section(i: int, run: dict[str, Any]) -> str:
 
 
 def report_html(runs: Sequence[dict[str, Any]], *, title: str = "pushctl experiments") -> str:
-    keep = ("title", "timeline", "windows", "stop_conditions")
+    keep = ("title", "timeline", "windows", "stop_conditions", "cohorts")
     data = json.dumps([{k: r.get(k) for k in keep} for r in runs], default=str).replace("<", "\\u003c")
     passed = sum(1 for r in runs if r.get("exit_code") == 0)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
