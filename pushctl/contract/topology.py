@@ -120,7 +120,7 @@ class Link(_Model):
     region: Name | None = None
     idc: Name | None = None
     # a device link only the experiment cohort's probe devices use (a second proxy to the same broker):
-    # a fault on it reaches that cohort and spares the control cohort (docs/cohorts.md)
+    # a fault on it reaches that cohort and spares the control cohort (experiments/README.md, Cohorts)
     cohort: Literal["experiment"] | None = None
     # filled by Inventory validation: the address the upstream resolves to
     upstream_addr: str = ""

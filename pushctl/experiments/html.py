@@ -55,7 +55,9 @@ _JS = r"""
     var W = 900, H = 300, L = 48, R = 56, T = 12, B = 30, mid = T + (H - T - B) * 0.55;
     var svg = el("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img"}, holder);
     var n = Math.max(rows.length, 1), x = function (t) { return L + (W - L - R) * t / n; };
-    var rates = rows.map(function (r) { return r.delivery_rate; }).filter(function (v) { return v !== null; });
+    var series = (run.cohorts || {}).series || {};
+    var rates = rows.concat.apply(rows, Object.keys(series).map(function (k) { return series[k]; }))
+      .map(function (r) { return r.delivery_rate; }).filter(function (v) { return v !== null; });
     var lo = Math.min(90, Math.floor(Math.min.apply(null, [100].concat(rates)) / 10) * 10);
     var rateY = function (v) { return T + (mid - T - 8) * (100 - Math.max(v, lo)) / (100 - lo); };
     var maxLat = Math.max.apply(null, [1].concat(rows.map(function (r) { return r.p99_ms || 0; })));
@@ -91,9 +93,9 @@ _JS = r"""
                 "class": "rate-line"}, svg);
     el("path", {d: line(p99, x, latY), fill: "none", stroke: "#6a1b9a", "stroke-width": 1.5,
                 "class": "latency-line"}, svg);
-    var cohorts = (run.cohorts || {}).series || {}, colors = {control: "#2e7d32", experiment: "#ef6c00"};
-    Object.keys(cohorts).forEach(function (name) {
-      var pts = cohorts[name].map(function (r) { return [r.t + 0.5, r.delivery_rate]; });
+    var colors = {control: "#2e7d32", experiment: "#ef6c00"};
+    Object.keys(series).forEach(function (name) {
+      var pts = series[name].map(function (r) { return [r.t + 0.5, r.delivery_rate]; });
       el("path", {d: line(pts, x, rateY), fill: "none", stroke: colors[name] || "#555", "stroke-width": 1.5,
                   "stroke-dasharray": name === "control" ? "" : "5 3", "class": "cohort-line cohort-" + name}, svg);
     });
@@ -229,10 +231,13 @@ def _cohorts_block(run: dict[str, Any]) -> str:
     def ci(pair: Any, unit: str = "") -> str:
         return "n/a" if not pair else f"[{pair[0]:+.2f}, {pair[1]:+.2f}]{unit}"
 
+    def ms(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.1f} ms"
+
     rows = [
         f"<tr class=cohort-row><td>{_e(line['name'])}</td><td>{_e(line['devices'])}</td><td>{_e(line['sent'])}</td>"
         f"<td>{pct(line['delivery_rate'])}</td><td>{pct(line['late_share'])}</td><td>{_e(line['lost'])}</td>"
-        f"<td>{_e(line['p99_ms'])} ms</td></tr>"
+        f"<td>{ms(line['p99_ms'])}</td></tr>"
         for line in (c.get("control") or {}, c.get("experiment") or {})
         if line
     ]
@@ -240,7 +245,7 @@ def _cohorts_block(run: dict[str, Any]) -> str:
     rows.append(
         f"<tr><td>experiment - control</td><td></td><td></td><td>{d.get('delivery_points', 0):+.2f} points "
         f"{ci(d.get('delivery_ci'))}</td><td>{d.get('late_points', 0):+.2f} points {ci(d.get('late_ci'))}</td>"
-        f"<td></td><td>{_e(d.get('p99_ms'))} ms {ci(d.get('p99_ci_ms'), ' ms')}</td></tr>"
+        f"<td></td><td>{ms(d.get('p99_ms'))} {ci(d.get('p99_ci_ms'), ' ms')}</td></tr>"
     )
     checks = ((run.get("steady_states") or {}).get("cohorts") or {}).get("checks", [])
     verdicts = "".join(
