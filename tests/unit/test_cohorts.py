@@ -3,6 +3,7 @@ comparison's checks (each shown failing), the inventory's cohort links and the r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pushctl.experiments.loader import ExperimentInvalid, load_experiment
 from pushctl.experiments.model import CohortSettings, Tolerance
 from pushctl.experiments.resolve import cohort_target, resolve
 from pushctl.probe.cohorts import assign_cohorts, cohort_via, rewrite
+from pushctl.probe.device import DeviceConfig
 from pushctl.probe.intervals import bootstrap_p99_diff, newcombe_diff, wilson
 from pushctl.probe.ledger import Ledger, LedgerSummary
 
@@ -238,3 +240,11 @@ def test_probe_run_refuses_cohorts_on_an_inventory_without_cohort_links(tmp_path
     assert proc.returncode == 2
     assert "cohorts need an experiment-cohort device link per region" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_cohort_dial_crosses_to_worker_processes() -> None:
+    """Past 8,000 devices the config travels as JSON to worker shards: the cohort must survive it."""
+    inv = load_inventory(REPO / "stack" / "topology.toml")
+    config = DeviceConfig("http://d", "secret-token", {}, cohort_via=cohort_via(inv), cohort_devices=("a", "b"))
+    back = DeviceConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert back.cohort_devices == ("a", "b") and dict(back.cohort_via) == dict(config.cohort_via)
