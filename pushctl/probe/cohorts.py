@@ -21,8 +21,6 @@ from pushctl.contract.errors import InventoryError
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
 
-COHORTS = ("control", "experiment")
-
 
 def assign_cohorts(devices: Sequence[tuple[str, str]], share: float, seed: int | None) -> frozenset[str]:
     """The experiment cohort: `share` of each home region's devices (rounded), picked with `seed`.

@@ -8,7 +8,7 @@ closed form: a percentile bootstrap over each cohort's latencies, resampled with
 report reads the same twice.
 
     lo, hi = newcombe_diff(9990, 10000, 9950, 10000)      # control 99.9 %, experiment 99.5 %
-    # (-0.0058, -0.0024): the experiment cohort lost 0.24 to 0.58 points
+    # (-0.0056, -0.0025): the experiment cohort lost 0.25 to 0.56 points
 """
 
 from __future__ import annotations
