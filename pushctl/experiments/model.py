@@ -307,8 +307,8 @@ class _Step(_Model):
     background: bool = Field(default=False, description="start it and go on; it ends on its own")
     cohort: Literal["experiment"] | None = Field(
         default=None,
-        description="only the experiment cohort's device links (fault and link-down steps on a device link; "
-        "needs `cohorts:`)",
+        description="only the experiment cohort's device links (fault and link-down on a device link, storm, "
+        "connections; needs `cohorts:`)",
     )
 
 
@@ -574,10 +574,10 @@ class BlastRadius(_Model):
     for_: Duration = Field(default=2.0, alias="for", description="... for this long")
 
 
-# Steps that can act on one cohort only: faults of the experiment cohort's own device links. A drain,
-# an IDC switch, Redis, a broker crash or limit, the scheduler's auto drain, and the storm/connections
-# verbs (they watch every device of the region) reach both cohorts by nature.
-COHORT_STEPS = ("fault", "link-down")
+# Steps that can act on one cohort only: faults of the experiment cohort's own device links (toxics,
+# link down, a storm, dropped or half-open connections). A drain, an IDC switch or power loss, Redis,
+# a throttle, a broker crash or limit and the scheduler's auto drain reach both cohorts by nature.
+COHORT_STEPS = ("fault", "link-down", "storm", "connections")
 
 
 class CohortSettings(_Model):
@@ -633,7 +633,7 @@ class Experiment(_Model):
             action = getattr(step, "action", "?")
             if action not in COHORT_STEPS:
                 raise ValueError(
-                    f"method[{i}] ({action}): only device-link faults ({', '.join(COHORT_STEPS)} on a device link) "
+                    f"method[{i}] ({action}): only device-link faults ({', '.join(COHORT_STEPS)}) "
                     f"can be limited to a cohort; a {action} reaches both cohorts by nature"
                 )
             if self.cohorts is None:

@@ -191,7 +191,7 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
     if isinstance(step, CrashStep):
         return CrashComponent(inv, step.service, duration_s=step.duration)
     if isinstance(step, StormStep):
-        return Storm(inv, step.region, max_recovery_s=step.max_recovery)
+        return Storm(inv, step.region, max_recovery_s=step.max_recovery, cohort=step.cohort)
     if isinstance(step, ConnectionsStep):
         mode, share = ("drop", step.drop) if step.drop is not None else ("half-open", step.half_open)
         return ConnectionFault(
@@ -202,6 +202,7 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
             duration_s=step.duration if step.duration is not None else 10.0,
             max_recovery_s=step.max_recovery,
             keepalive_s=step.keepalive,
+            cohort=step.cohort,
         )
     return None
 

@@ -248,3 +248,19 @@ def test_the_cohort_dial_crosses_to_worker_processes() -> None:
     config = DeviceConfig("http://d", "secret-token", {}, cohort_via=cohort_via(inv), cohort_devices=("a", "b"))
     back = DeviceConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert back.cohort_devices == ("a", "b") and dict(back.cohort_via) == dict(config.cohort_via)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "{action: storm, region: south, cohort: experiment}",
+        "{action: connections, region: south, drop: 30%, cohort: experiment}",
+        "{action: fault, link: device-south, toxic: timeout, attributes: {timeout: 0}, cohort: experiment}",
+    ],
+)
+def test_connection_verbs_and_toxics_of_a_cohort_act_on_its_own_link(tmp_path: Path, step: str) -> None:
+    inv = load_inventory(REPO / "stack" / "topology.toml")
+    resolved = resolve(inv, load_experiment(_write(tmp_path, step)))
+    assert resolved.steps[0].plan[0].component == "link device-south-x"
+    without = resolve(inv, load_experiment(_write(tmp_path, step.replace(", cohort: experiment", ""))))
+    assert without.steps[0].plan[0].component == "link device-south"
