@@ -83,9 +83,11 @@ def _check_bounds(max_recovery_s: float) -> float:
 class _ConnectionAction(Action):
     """What the three faults share: a watch on the region's devices and the platform's counters."""
 
-    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float) -> None:
+    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float, cohort: str | None = None) -> None:
         self.region = check_region(inv, region)
-        self.link = inv.device_link(region).name
+        # with a cohort: only the experiment cohort's device link, and only its devices are watched
+        self.cohort = cohort
+        self.link = (inv.cohort_link(region) if cohort else inv.device_link(region)).name
         self.max_recovery_s = _check_bounds(max_recovery_s)
         self.watch: ReconnectWatch | None = None
         self.sampler: MetricSampler | None = None
@@ -94,7 +96,12 @@ class _ConnectionAction(Action):
     async def _begin(self, ctx: ActionContext) -> None:
         """Before the fault: who is on the region, and the counters' starting point."""
         if ctx.probe is not None:
-            self.watch = ReconnectWatch(ctx, self.region)
+            only = None
+            if self.cohort is not None:
+                only = ctx.probe.cohorts.get(self.cohort)
+                if only is None:
+                    raise UsageError(f"a {self.cohort}-cohort fault needs a probe split into cohorts (cohorts:)")
+            self.watch = ReconnectWatch(ctx, self.region, only=only)
         self.sampler = MetricSampler(ctx.api, ctx.inv)
         await self.sampler.start()
         before = (await ctx.api.all_connections()).get(self.region)
@@ -127,8 +134,8 @@ class Storm(_ConnectionAction):
 
     name = "storm"
 
-    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float = 20.0) -> None:
-        super().__init__(inv, region, max_recovery_s=max_recovery_s)
+    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float = 20.0, cohort: str | None = None) -> None:
+        super().__init__(inv, region, max_recovery_s=max_recovery_s, cohort=cohort)
         self.timeout_s = max_recovery_s + 10
         self.spec = plan_link_down(inv, self.link)
 
@@ -191,6 +198,7 @@ class ConnectionFault(_ConnectionAction):
         duration_s: float = 10.0,
         max_recovery_s: float | None = None,
         keepalive_s: float = 1.0,
+        cohort: str | None = None,
     ) -> None:
         if mode not in ("drop", "half-open"):
             raise UsageError(f"unknown connection fault {mode!r}; valid: drop, half-open")
@@ -201,7 +209,7 @@ class ConnectionFault(_ConnectionAction):
         if not 0.1 <= keepalive_s <= 300:
             raise UsageError("--keepalive must be between 0.1s and 300s")
         recovery = max_recovery_s if max_recovery_s is not None else (duration_s if mode == "half-open" else 15.0)
-        super().__init__(inv, region, max_recovery_s=recovery)
+        super().__init__(inv, region, max_recovery_s=recovery, cohort=cohort)
         self.mode: Mode = "drop" if mode == "drop" else "half-open"
         self.name = "drop-connections" if self.mode == "drop" else "half-open-connections"
         self.share = share

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,14 +121,15 @@ def _total(values: list[float | None]) -> float | None:
 class ReconnectWatch:
     """The probe devices on `region` when a fault began, and which of them lost their connection."""
 
-    def __init__(self, ctx: ActionContext, region: str) -> None:
+    def __init__(self, ctx: ActionContext, region: str, *, only: Collection[str] | None = None) -> None:
         if ctx.probe is None:
             raise ValueError("a ReconnectWatch needs the probe")
         self.probe = ctx.probe
         self.region = region
         self.since = time.time()
         stats = self.probe.device_stats()
-        self.on_region = frozenset(s.device for s in stats if s.region == region)
+        # `only`: the devices the fault can reach (a cohort's, behind its own device link)
+        self.on_region = frozenset(s.device for s in stats if s.region == region and (only is None or s.device in only))
         self.everyone = frozenset(s.device for s in stats)
         self.affected: frozenset[str] = frozenset()
         self.back: dict[str, float] = {}  # device -> when it had a connection again (epoch seconds)

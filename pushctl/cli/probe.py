@@ -2,6 +2,7 @@
 
 pushctl probe run --devices 300 --rate 200 --duration 10s
 pushctl probe run --devices 300 --no-reconnect --json
+pushctl probe run --devices 300 --duration 30s --cohorts 50%   # control vs experiment cohorts
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import math
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -20,10 +22,12 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from pushctl import render
+from pushctl.actions.connections import parse_share
 from pushctl.cli.options import with_parameters
 from pushctl.cli.state import state
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
+from pushctl.experiments.cohorts import CohortComparison, compare, render_cohorts
 from pushctl.probe import LedgerSummary, Probe, ProbeOptions, parse_duration
 
 app = typer.Typer(help="Synthetic devices, a paced sender and the exact delivery ledger.", no_args_is_help=True)
@@ -144,12 +148,17 @@ def probe_command(command: Callable[..., None]) -> Callable[..., None]:
     return with_parameters(wrapper, params)
 
 
-def run_probe(inventory: Inventory, options: ProbeOptions, *, live: bool) -> LedgerSummary:
-    """One bounded probe run with a live view; Ctrl-C / SIGTERM stop it and its workers cleanly."""
-    return run_async(_probe_routine(inventory, options, live))
+def run_probe(
+    inventory: Inventory, options: ProbeOptions, *, live: bool, after: Callable[[Probe], None] | None = None
+) -> LedgerSummary:
+    """One bounded probe run with a live view; Ctrl-C / SIGTERM stop it and its workers cleanly.
+    `after` reads the stopped probe (e.g. its cohorts) before it is dropped."""
+    return run_async(_probe_routine(inventory, options, live, after))
 
 
-async def _probe_routine(inventory: Inventory, options: ProbeOptions, live: bool) -> LedgerSummary:
+async def _probe_routine(
+    inventory: Inventory, options: ProbeOptions, live: bool, after: Callable[[Probe], None] | None = None
+) -> LedgerSummary:
     probe = Probe(inventory, options)
     try:
         with render.ProbeLive(live) as show:
@@ -158,7 +167,10 @@ async def _probe_routine(inventory: Inventory, options: ProbeOptions, live: bool
                 while not task.done():
                     show(probe.snapshot())
                     await asyncio.wait({task}, timeout=0.5)
-                return task.result()
+                summary = task.result()
+                if after is not None:
+                    after(probe)
+                return summary
             finally:
                 if not task.done():
                     task.cancel()
@@ -198,15 +210,37 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+CohortsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cohorts",
+        metavar="SHARE",
+        help="Split devices: this share (e.g. 50%) dials the experiment cohort's device links "
+        "(fault them with `fault add device-R-x ...`); report both cohorts and their difference.",
+    ),
+]
+
+
 @app.command("run")
 @probe_command
-def run(ctx: typer.Context, *, options: ProbeOptions, json_out: JsonOpt = False) -> None:
+def run(ctx: typer.Context, *, options: ProbeOptions, cohorts: CohortsOpt = None, json_out: JsonOpt = False) -> None:
     """Run synthetic devices and a sender for --duration; classify every message (on time, late, lost)."""
-    summary = run_probe(state(ctx).inventory, options, live=not json_out)
+    if cohorts is not None:
+        options = replace(options, cohort_share=parse_share(cohorts, what="--cohorts"))
+        options.validate()
+    found: list[CohortComparison] = []
+
+    def compared(probe: Probe) -> None:
+        if probe.cohorts:
+            found.append(compare(probe, since=0.0, until=math.inf, confidence=0.95))
+
+    summary = run_probe(state(ctx).inventory, options, live=not json_out, after=compared)
     if json_out:
-        render.print_json(summary.to_json())
+        render.print_json({**summary.to_json(), **({"cohorts": found[0].to_json()} if found else {})})
     else:
         render.probe_summary(summary)
+        if found:
+            render.info(render_cohorts(found[0], over="the run"))
 
 
 async def _spike_routine(

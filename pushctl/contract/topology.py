@@ -119,6 +119,9 @@ class Link(_Model):
     upstream: str
     region: Name | None = None
     idc: Name | None = None
+    # a device link only the experiment cohort's probe devices use (a second proxy to the same broker):
+    # a fault on it reaches that cohort and spares the control cohort (experiments/README.md, Cohorts)
+    cohort: Literal["experiment"] | None = None
     # filled by Inventory validation: the address the upstream resolves to
     upstream_addr: str = ""
 
@@ -178,7 +181,26 @@ class Inventory(_Model):
         raise InventoryError(f"no broker for region {region!r}")
 
     def device_link(self, region: str) -> Link:
+        """The region's device link every device uses (the control cohort's, when cohorts are declared)."""
         return self._link_where(LinkKind.DEVICE, region=region)
+
+    def cohort_link(self, region: str) -> Link:
+        """The region's device link of the experiment cohort; InventoryError when it declares none."""
+        for link in self.links:
+            if link.kind == LinkKind.DEVICE and link.region == region and link.cohort == "experiment":
+                return link
+        raise InventoryError(
+            f"region {region!r} has no experiment-cohort device link "
+            '(a [[links]] entry of kind "device" with cohort = "experiment")'
+        )
+
+    @property
+    def has_cohorts(self) -> bool:
+        """Every region has an experiment-cohort device link: the probe can split its devices."""
+        return all(
+            any(lk.kind == LinkKind.DEVICE and lk.region == r and lk.cohort == "experiment" for lk in self.links)
+            for r in self.regions
+        )
 
     def vpc_link(self, region: str) -> Link:
         return self._link_where(LinkKind.VPC, region=region)
@@ -193,7 +215,7 @@ class Inventory(_Model):
 
     def _link_where(self, kind: LinkKind, *, region: str) -> Link:
         for link in self.links:
-            if link.kind == kind and link.region == region:
+            if link.kind == kind and link.region == region and link.cohort is None:
                 return link
         raise InventoryError(f"no {kind.value} link for region {region!r}")
 
@@ -248,6 +270,12 @@ def _check_inventory(inv: Inventory) -> None:
             raise ValueError(f"{where}.idc: unknown idc {link.idc!r}")
         if link.kind in (LinkKind.DEVICE, LinkKind.VPC) and link.region is None:
             raise ValueError(f"{where}.region: a {link.kind.value} link needs its region")
+        if link.cohort is not None and link.kind != LinkKind.DEVICE:
+            raise ValueError(f"{where}.cohort: only a device link belongs to a cohort")
+        if link.cohort is not None and any(
+            lk.kind == LinkKind.DEVICE and lk.region == link.region and lk.cohort == link.cohort for lk in inv.links[:i]
+        ):
+            raise ValueError(f"{where}.cohort: region {link.region!r} already has an {link.cohort}-cohort device link")
         object.__setattr__(link, "upstream_addr", _resolve_upstream(inv, link.upstream, where))
     for sname, svc in inv.services.items():
         for role, lname in svc.connect.items():
@@ -256,7 +284,7 @@ def _check_inventory(inv: Inventory) -> None:
         if svc.advertise is not None and svc.advertise not in link_names:
             raise ValueError(f"services.{sname}.advertise: unknown link {svc.advertise!r}")
     for rname in inv.regions:
-        if not any(lk.kind == LinkKind.DEVICE and lk.region == rname for lk in inv.links):
+        if not any(lk.kind == LinkKind.DEVICE and lk.region == rname and lk.cohort is None for lk in inv.links):
             raise ValueError(f"regions.{rname}: no device link for this region")
     seen: dict[int, str] = {}
     for owner, port in inv.iter_ports():

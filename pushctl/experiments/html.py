@@ -57,7 +57,9 @@ _JS = r"""
     var W = 900, H = 300, L = 48, R = 56, T = 12, B = 30, mid = T + (H - T - B) * 0.55;
     var svg = el("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img"}, holder);
     var n = Math.max(rows.length, 1), x = function (t) { return L + (W - L - R) * t / n; };
-    var rates = rows.map(function (r) { return r.delivery_rate; }).filter(function (v) { return v !== null; });
+    var series = (run.cohorts || {}).series || {};
+    var rates = rows.concat.apply(rows, Object.keys(series).map(function (k) { return series[k]; }))
+      .map(function (r) { return r.delivery_rate; }).filter(function (v) { return v !== null; });
     var lo = Math.min(90, Math.floor(Math.min.apply(null, [100].concat(rates)) / 10) * 10);
     var rateY = function (v) { return T + (mid - T - 8) * (100 - Math.max(v, lo)) / (100 - lo); };
     var maxLat = Math.max.apply(null, [1].concat(rows.map(function (r) { return r.p99_ms || 0; })));
@@ -93,6 +95,12 @@ _JS = r"""
                 "class": "rate-line"}, svg);
     el("path", {d: line(p99, x, latY), fill: "none", stroke: "#6a1b9a", "stroke-width": 1.5,
                 "class": "latency-line"}, svg);
+    var colors = {control: "#2e7d32", experiment: "#ef6c00"};
+    Object.keys(series).forEach(function (name) {
+      var pts = series[name].map(function (r) { return [r.t + 0.5, r.delivery_rate]; });
+      el("path", {d: line(pts, x, rateY), fill: "none", stroke: colors[name] || "#555", "stroke-width": 1.5,
+                  "stroke-dasharray": name === "control" ? "" : "5 3", "class": "cohort-line cohort-" + name}, svg);
+    });
     rows.forEach(function (r) {
       if (r.lost > 0) {
         el("circle", {cx: x(r.t + 0.5), cy: rateY(r.delivery_rate || 0), r: 3, fill: "#c62828"}, svg);
@@ -213,6 +221,48 @@ def _rollback_table(run: dict[str, Any]) -> str:
     return "<table><tr><th>undo</th><th>of</th><th></th><th>detail</th></tr>" + "".join(rows) + "</table>"
 
 
+def _cohorts_block(run: dict[str, Any]) -> str:
+    """Control vs experiment: a row per cohort, the difference, the verdict and the cohort checks."""
+    c = run.get("cohorts")
+    if not isinstance(c, dict):
+        return ""
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}%"
+
+    def ci(pair: Any, unit: str = "") -> str:
+        return "n/a" if not pair else f"[{pair[0]:+.2f}, {pair[1]:+.2f}]{unit}"
+
+    def ms(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    rows = [
+        f"<tr class=cohort-row><td>{_e(line['name'])}</td><td>{_e(line['devices'])}</td><td>{_e(line['sent'])}</td>"
+        f"<td>{pct(line['delivery_rate'])}</td><td>{pct(line['late_share'])}</td><td>{_e(line['lost'])}</td>"
+        f"<td>{ms(line['p99_ms'])}</td></tr>"
+        for line in (c.get("control") or {}, c.get("experiment") or {})
+        if line
+    ]
+    d = c.get("difference") or {}
+    rows.append(
+        f"<tr><td>experiment - control</td><td></td><td></td><td>{d.get('delivery_points', 0):+.2f} points "
+        f"{ci(d.get('delivery_ci'))}</td><td>{d.get('late_points', 0):+.2f} points {ci(d.get('late_ci'))}</td>"
+        f"<td></td><td>{ms(d.get('p99_ms'))} {ci(d.get('p99_ci_ms'), ' ms')}</td></tr>"
+    )
+    checks = ((run.get("steady_states") or {}).get("cohorts") or {}).get("checks", [])
+    verdicts = "".join(
+        f"<li class={'ok' if k['ok'] else 'bad'}>{'ok' if k['ok'] else 'FAILED'}: {_e(k['title'])}</li>" for k in checks
+    )
+    return (
+        "<h3>Cohorts (control vs experiment)</h3><div class=legend>"
+        '<span><i class=sw style="background:#2e7d32"></i>control cohort delivery</span>'
+        '<span><i class=sw style="background:#ef6c00"></i>experiment cohort delivery</span></div>'
+        "<table><tr><th>cohort</th><th>devices</th><th>sent</th><th>delivery</th><th>late</th><th>lost</th>"
+        "<th>p99</th></tr>" + "".join(rows) + f"</table><p class=cohort-verdict><b>{_e(c.get('verdict'))}</b></p>"
+        f"<ul>{verdicts}</ul>"
+    )
+
+
 def _section(i: int, run: dict[str, Any]) -> str:
     word, cls = _verdict(run)
     t0 = (run.get("timeline") or {}).get("t0")
@@ -241,6 +291,7 @@ def _section(i: int, run: dict[str, Any]) -> str:
   <span><i class=sw style="background:#c62828"></i>loss, stop condition</span></div>
   <div id="timeline-{i}" class=timeline></div>
   <p class=muted>{_e(totals)}</p>
+  {_cohorts_block(run)}
   <h3>Hypothesis</h3>{_checks_table(run)}
   <h3>Margins</h3>{_margins_table(run)}
   <h3>Method</h3>{_steps_table(run, t0)}
@@ -331,7 +382,7 @@ def _margins_table(run: dict[str, Any]) -> str:
 
 
 def report_html(runs: Sequence[dict[str, Any]], *, title: str = "pushctl experiments") -> str:
-    keep = ("title", "timeline", "windows", "stop_conditions")
+    keep = ("title", "timeline", "windows", "stop_conditions", "cohorts")
     data = json.dumps([{k: r.get(k) for k in keep} for r in runs], default=str).replace("<", "\\u003c")
     passed = sum(1 for r in runs if r.get("exit_code") == 0)
     when = time.strftime("%Y-%m-%d %H:%M:%S")

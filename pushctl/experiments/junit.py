@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -83,6 +83,7 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
             case = _case(suite, f"{cls}.{key}", f"{label}: {check['title']}")
             if not check["ok"]:
                 miss(case, check["detail"], "HypothesisDeviated" if key != "run" else "LedgerBroken")
+    _cohort_cases(suite, props, run, cls, miss)
     for step in run.get("method") or []:
         if step.get("kind") == "probe" and isinstance(step.get("output"), dict) and "ok" in step["output"]:
             out = step["output"]
@@ -130,6 +131,38 @@ def suite_of(run: dict[str, Any]) -> ET.Element:
     suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
     suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
     return suite
+
+
+def _cohort_cases(
+    suite: ET.Element, props: ET.Element, run: dict[str, Any], cls: str, miss: Callable[[ET.Element, str, str], None]
+) -> None:
+    """Control vs experiment cohorts: their numbers as properties, their tolerances as testcases."""
+    cohorts = run.get("cohorts")
+    if not isinstance(cohorts, dict):
+        return
+    diff = cohorts.get("difference") or {}
+    values: dict[str, Any] = {
+        "cohorts.confidence": cohorts.get("confidence"),
+        "cohorts.cost_points": cohorts.get("cost_points"),
+        "cohorts.cost_ci": cohorts.get("cost_ci"),
+        "cohorts.delivery_diff_points": diff.get("delivery_points"),
+        "cohorts.delivery_diff_ci": diff.get("delivery_ci"),
+        "cohorts.late_diff_points": diff.get("late_points"),
+        "cohorts.late_diff_ci": diff.get("late_ci"),
+        "cohorts.p99_diff_ms": diff.get("p99_ms"),
+        "cohorts.p99_diff_ci_ms": diff.get("p99_ci_ms"),
+        "cohorts.verdict": cohorts.get("verdict"),
+    }
+    for name in ("control", "experiment"):
+        line = cohorts.get(name) or {}
+        for key in ("devices", "sent", "delivery_rate", "late_share", "lost", "p99_ms"):
+            values[f"cohorts.{name}.{key}"] = line.get(key)
+    for key, value in values.items():
+        ET.SubElement(props, "property", name=key, value=str(value))
+    for check in ((run.get("steady_states") or {}).get("cohorts") or {}).get("checks", []):
+        case = _case(suite, f"{cls}.cohorts", f"cohorts: {check['title']}")
+        if not check["ok"]:
+            miss(case, check["detail"], "CohortDifference")
 
 
 def _method_seconds(run: dict[str, Any]) -> float:

@@ -305,6 +305,11 @@ class SteadyState(_Model):
 class _Step(_Model):
     name: str | None = None
     background: bool = Field(default=False, description="start it and go on; it ends on its own")
+    cohort: Literal["experiment"] | None = Field(
+        default=None,
+        description="only the experiment cohort's device links (fault and link-down on a device link, storm, "
+        "connections; needs `cohorts:`)",
+    )
 
 
 class DrainStep(_Step):
@@ -569,6 +574,34 @@ class BlastRadius(_Model):
     for_: Duration = Field(default=2.0, alias="for", description="... for this long")
 
 
+# Steps that can act on one cohort only: faults of the experiment cohort's own device links (toxics,
+# link down, a storm, dropped or half-open connections). A drain, an IDC switch or power loss, Redis,
+# a throttle, a broker crash or limit and the scheduler's auto drain reach both cohorts by nature.
+COHORT_STEPS = ("fault", "link-down", "storm", "connections")
+
+
+class CohortSettings(_Model):
+    """Split the probe's devices into a control and an experiment cohort (`cohort: experiment` steps
+    fault only the latter) and judge the difference over the method, with a confidence interval."""
+
+    share: Percent = Field(default=50.0, gt=0, lt=100, description="the experiment cohort's share of devices")
+    confidence: float = Field(default=95.0, ge=50, lt=100, description="percent, for every interval")
+    control: Tolerance = Field(
+        default_factory=lambda: Tolerance(min=99.0),
+        description="the control cohort's delivery rate over the method (and nothing lost): it was unaffected",
+    )
+    max_cost: float | None = Field(
+        default=None, ge=0, description="points of delivery the experiment cohort may lose against control, "
+        "at the interval's upper end"
+    )  # fmt: skip
+    min_cost: float | None = Field(
+        default=None, description="points it must lose at the interval's lower end (the fault reached it)"
+    )
+    max_p99_increase_ms: float | None = Field(
+        default=None, ge=0, description="p99 latency above control at most this, at the bootstrap interval's upper end"
+    )
+
+
 class Experiment(_Model):
     """One game-day experiment (a YAML file in `experiments/`)."""
 
@@ -596,6 +629,22 @@ class Experiment(_Model):
     method: list[Step] = Field(min_length=1)
     stop_conditions: list[StopCondition] = Field(default_factory=list)
     rollbacks: list[RollbackStep] = Field(default_factory=list, description="run after the automatic undo")
+    cohorts: CohortSettings | None = Field(default=None, description="control vs experiment cohorts")
+
+    @model_validator(mode="after")
+    def _cohort_steps(self) -> Experiment:
+        for i, step in enumerate(self.method):
+            if getattr(step, "cohort", None) is None:
+                continue
+            action = getattr(step, "action", "?")
+            if action not in COHORT_STEPS:
+                raise ValueError(
+                    f"method[{i}] ({action}): only device-link faults ({', '.join(COHORT_STEPS)}) "
+                    f"can be limited to a cohort; a {action} reaches both cohorts by nature"
+                )
+            if self.cohorts is None:
+                raise ValueError(f"method[{i}] ({action}): cohort: experiment needs a cohorts: section")
+        return self
 
 
 def step_label(step: object) -> str:
@@ -609,7 +658,7 @@ def step_label(step: object) -> str:
     if name:
         return str(name)
     parts = [str(action)]
-    for key in ("devices", "region", "idc", "service", "link", "mode", "to", "toxic", "factor", "limit"):
+    for key in ("devices", "region", "idc", "service", "link", "mode", "to", "toxic", "factor", "limit", "cohort"):
         value = getattr(step, key, None)
         if value is not None:
             parts.append(f"{value}x" if key == "factor" else str(value))

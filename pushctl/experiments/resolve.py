@@ -22,7 +22,7 @@ from pushctl.actions.idc import FailIdc, SwitchIdc, parse_weights
 from pushctl.actions.redis import FailRedis
 from pushctl.actions.region import FailRegion
 from pushctl.actions.throttle import ThrottleAccess
-from pushctl.contract.topology import Inventory
+from pushctl.contract.topology import Inventory, LinkKind
 from pushctl.errors import PushctlError, UsageError
 from pushctl.experiments.loader import ExperimentInvalid, Loaded, Problem
 from pushctl.experiments.model import (
@@ -136,6 +136,19 @@ class Resolved:
         return self.loaded.experiment
 
 
+def cohort_target(inv: Inventory, link: str, cohort: str | None) -> str:
+    """The link a step acts on: `link`, or with `cohort: experiment` its region's experiment-cohort link."""
+    if cohort is None:
+        return link
+    found = inv.link(link)
+    if found.kind != LinkKind.DEVICE or found.region is None:
+        raise UsageError(
+            f"cohort: {cohort} applies to device links only; {link} is a {found.kind.value} link, "
+            "which both cohorts share"
+        )
+    return found.name if found.cohort == cohort else inv.cohort_link(found.region).name
+
+
 def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
     """The Action of a method/rollback step (None for steps that are not platform actions)."""
     if isinstance(step, DrainStep):
@@ -162,7 +175,7 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
     if isinstance(step, FaultStep):
         spec = plan_fault(
             inv,
-            step.link,
+            cohort_target(inv, step.link, step.cohort),
             step.toxic,
             step.attributes,
             step.stream,
@@ -172,13 +185,13 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
         )
         return LinkFault(spec, duration_s=step.duration)
     if isinstance(step, LinkDownStep):
-        return LinkFault(plan_link_down(inv, step.link), duration_s=step.duration)
+        return LinkFault(plan_link_down(inv, cohort_target(inv, step.link, step.cohort)), duration_s=step.duration)
     if isinstance(step, LimitStep):
         return LimitRegion(inv, step.region, step.limit, duration_s=step.duration)
     if isinstance(step, CrashStep):
         return CrashComponent(inv, step.service, duration_s=step.duration)
     if isinstance(step, StormStep):
-        return Storm(inv, step.region, max_recovery_s=step.max_recovery)
+        return Storm(inv, step.region, max_recovery_s=step.max_recovery, cohort=step.cohort)
     if isinstance(step, ConnectionsStep):
         mode, share = ("drop", step.drop) if step.drop is not None else ("half-open", step.half_open)
         return ConnectionFault(
@@ -189,6 +202,7 @@ def build_action(inv: Inventory, step: Any, index: int) -> Action | None:
             duration_s=step.duration if step.duration is not None else 10.0,
             max_recovery_s=step.max_recovery,
             keepalive_s=step.keepalive,
+            cohort=step.cohort,
         )
     return None
 
@@ -290,6 +304,14 @@ def resolve(inv: Inventory, loaded: Loaded) -> Resolved:
         for i, s in enumerate(exp.rollbacks)
     ]
     problems += _check_names(inv, loaded)
+    if exp.cohorts is not None and not inv.has_cohorts:
+        problems.append(
+            loaded.problem(
+                ("cohorts",),
+                "the inventory declares no experiment-cohort device link for every region "
+                '([[links]] with kind = "device", cohort = "experiment")',
+            )
+        )
     problems += _check_blast_radius(inv, loaded)
     if exp.probe.devices > MAX_DEVICES_PER_PROCESS and any(isinstance(st, OfflineStep) for st in exp.method):
         problems.append(

@@ -38,6 +38,7 @@ from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import ComponentFailed, PushctlError, RollbackFailed, TargetUnreachable
+from pushctl.experiments.cohorts import cohort_checks, cohort_series, compare, render_cohorts
 from pushctl.experiments.measure import CheckResult, Measurer
 from pushctl.experiments.model import (
     INSTANT_MEASURES,
@@ -287,6 +288,7 @@ class ExperimentRun:
             regions=p.regions,
             keepalive=p.keepalive,
             seed=p.seed,
+            cohort_share=None if self.exp.cohorts is None else self.exp.cohorts.share / 100,
         )
         self.journal.phase("probe")
         self.live.phase = "connecting probe devices"
@@ -751,6 +753,7 @@ class ExperimentRun:
         self.journal.data["summary"] = {k: v for k, v in summary.to_json().items() if k != "per_second"}
         if self.method_window is not None and self.status in ("running",):
             self._during(*self.method_window)
+            self._cohorts(*self.method_window)
         self._whole_run(summary)
         self.journal.flush()
 
@@ -787,6 +790,20 @@ class ExperimentRun:
             f"{said}: {'holds' if met else 'DOES NOT HOLD'}"
             + "".join(f"\n  {'ok ' if r.ok else 'BAD'} {r.detail}" for r in results)
         )
+
+    def _cohorts(self, since: float, until: float) -> None:
+        """Control vs experiment over the method: both cohorts, the difference and its interval, the
+        experiment's tolerances on it (`pushctl.experiments.cohorts`)."""
+        settings, probe = self.exp.cohorts, self.probe
+        if settings is None or probe is None or not probe.cohorts:
+            return
+        cmp = compare(probe, since=since, until=until, confidence=settings.confidence / 100)
+        results = cohort_checks(cmp, settings, at=time.time())
+        for r in results:
+            self._found(r, "cohorts")
+        self.journal.data["cohorts"] = {**cmp.to_json(), "series": cohort_series(probe)}
+        self.log(render_cohorts(cmp))
+        self._record_state("cohorts", "control vs experiment cohorts", "cohorts over the method", results)
 
     def _during(self, since: float, until: float) -> None:
         """The `during` hypothesis: exact, over every message sent while the method ran."""

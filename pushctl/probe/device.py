@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from pushctl.contract import frames
 from pushctl.contract.api import Endpoint, Endpoints
 from pushctl.probe._tasks import cancel_and_wait
+from pushctl.probe.cohorts import rewrite
 
 Cause = Literal["initial", "order", "lost", "rebalance", "return"]
 
@@ -55,6 +56,10 @@ class DeviceConfig:
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
     dedup_window: int = 4096  # ids a device remembers for de-duplication (a phone's memory is finite)
+    # cohorts (pushctl.probe.cohorts): the experiment cohort's devices dial `cohort_via[host:port]`
+    # in place of a control device link's host:port
+    cohort_via: Mapping[str, str] = field(default_factory=dict)
+    cohort_devices: tuple[str, ...] = ()  # the experiment cohort
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +68,7 @@ class DeviceConfig:
     def from_json(cls, data: Mapping[str, Any]) -> DeviceConfig:
         fields = dict(data)
         fields["fallback"] = {r: [tuple(e) for e in eps] for r, eps in data["fallback"].items()}
+        fields["cohort_devices"] = tuple(data.get("cohort_devices", ()))
         return cls(**fields)
 
 
@@ -227,8 +233,10 @@ class Device:
         observer: DeviceObserver,
         *,
         rng: random.Random | None = None,
+        via: Mapping[str, str] | None = None,
     ) -> None:
         self.id = device_id
+        self._via = via or {}  # an experiment-cohort device's own device links (pushctl.probe.cohorts)
         self.home = home
         self.config = config
         self.stats = DeviceStats(device_id, home)
@@ -316,7 +324,7 @@ class Device:
         """Connect and authenticate; None when the broker refused (the connection is closed then)."""
         cfg = self.config
         ws = await connect(
-            ws_url(ep.url),
+            rewrite(ws_url(ep.url), self._via),
             compression=None,
             proxy=None,
             open_timeout=cfg.open_timeout,

@@ -86,10 +86,15 @@ class Fleet:
             verify=tls(), trust_env=False, limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
         )
         self.dispatcher = Dispatcher(config, self._http)
+        experiment = frozenset(config.cohort_devices)
         self._devices = [
-            Device(dev, home, config, self.dispatcher, self, rng=random.Random(self._rng.random()))  # noqa: S311 - reproducible simulation jitter, not security
+            Device(
+                dev, home, config, self.dispatcher, self,
+                rng=random.Random(self._rng.random()),  # noqa: S311 - reproducible simulation jitter, not security
+                via=config.cohort_via if dev in experiment else None,
+            )
             for dev, home in devices
-        ]
+        ]  # fmt: skip
         self._by_id = {d.id: d for d in self._devices}
         self._task_of: dict[str, asyncio.Task[None]] = {}
         self._returns: set[asyncio.TimerHandle] = set()

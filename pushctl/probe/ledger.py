@@ -448,6 +448,31 @@ class Ledger:
             deadline_s=self.deadline,
         )
 
+    def latencies(
+        self,
+        *,
+        cutoff: float = math.inf,
+        since: float | None = None,
+        until: float | None = None,
+        devices: Collection[str] | None = None,
+    ) -> list[float]:
+        """Seconds to first delivery of every expected delivery that arrived by `cutoff`, of messages
+        sent in [since, until) to `devices` (all when None): what a percentile's interval resamples."""
+        cohort = None if devices is None else frozenset(devices)
+        out: list[float] = []
+        for msg_id, rec in self._sent.items():
+            if (since is not None and rec.at < since) or (until is not None and rec.at >= until):
+                continue
+            if msg_id in self._rejected:
+                continue
+            targets = rec.devices if cohort is None else rec.devices & cohort
+            for device in targets:
+                d = self._deliveries.get((msg_id, device))
+                if d is not None and d.first_at <= cutoff:
+                    start = self._clock_start(device, rec.at)
+                    out.append(max(0.0, d.first_at - (start if d.first_at >= start else rec.at)))
+        return out
+
     def _clock_start(self, device: str, at: float) -> float:
         """When a message sent at `at` to `device` could first be delivered: `at`, or the device's
         return when it was away on purpose (or leaving: a message sent less than a deadline before

@@ -32,6 +32,7 @@ import httpx
 from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
 from pushctl.errors import PushctlError, TargetUnreachable, UsageError
 from pushctl.probe._tasks import cancel_and_wait
+from pushctl.probe.cohorts import assign_cohorts, cohort_via
 from pushctl.probe.deadletters import scan_dead_letters
 from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent
 from pushctl.probe.fleet import DEFAULT_CONNECT_RATE, MAX_DEVICES_PER_PROCESS, Fleet, device_ids, spread
@@ -68,6 +69,7 @@ class ProbeOptions:
     recheck_s: float = 10.0  # devices re-ask the dispatcher this often (to return home)
     keepalive: float = 10.0  # devices ping this often and give a silent connection this long to answer
     seed: int | None = None
+    cohort_share: float | None = None  # the experiment cohort's share of devices (pushctl.probe.cohorts)
 
     def validate(self) -> None:
         """Every bound, before anything is allocated: a typo must not take the machine down."""
@@ -96,6 +98,8 @@ class ProbeOptions:
             raise UsageError(f"--duration must be in (0, {MAX_PROBE_DURATION_S / 3600:g}h]")
         if self.workers is not None and not 0 <= self.workers <= 64:
             raise UsageError("--workers must be between 0 and 64")
+        if self.cohort_share is not None and not 0 < self.cohort_share < 1:
+            raise UsageError("the experiment cohort's share must be more than 0% and less than 100%")
 
 
 @dataclass(frozen=True)
@@ -408,6 +412,16 @@ class Probe:
         check_toxiproxy_room(inventory, counts)
         self.devices = device_ids(self.run_id, counts)
         self.regions = [r for r, n in counts.items() if n > 0]
+        self.cohorts: dict[str, frozenset[str]] = {}  # "control" / "experiment" -> devices, when split
+        if options.cohort_share is not None:
+            experiment = assign_cohorts(self.devices, options.cohort_share, options.seed)
+            self.cohorts = {
+                "control": frozenset(d for d, _ in self.devices if d not in experiment),
+                "experiment": experiment,
+            }
+            self.config = replace(
+                self.config, cohort_via=cohort_via(inventory), cohort_devices=tuple(sorted(experiment))
+            )
         for dev, home in self.devices:
             self.ledger.register(dev, home)
         self._http = http

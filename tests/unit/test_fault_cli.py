@@ -256,8 +256,11 @@ def test_unreachable_server_exits_4(monkeypatch: pytest.MonkeyPatch, fake: FakeT
     code, out, err = run(monkeypatch, fake, "fault", "list")
     assert code == 4
     assert "device-north" in out  # the table is still printed
-    n = len(load_inventory(None).links)
-    assert unwrap(err).startswith(f"error: could not read 1 of {n} links: device-north: cannot connect")
+    inv = load_inventory(None)
+    on_north = len(inv.links_on("tp-north"))  # device-north and the experiment cohort's device-north-x
+    assert unwrap(err).startswith(
+        f"error: could not read {on_north} of {len(inv.links)} links: device-north: cannot connect"
+    )
     code, _, err = run(monkeypatch, fake, "fault", "down", "device-north")
     assert code == 4
     assert "http://127.0.0.1:17474" in unwrap(err)
