@@ -97,6 +97,9 @@ async def recover(
                 }
             )
     settled = await settle(inv, undone, transport=transport)
+    if "back_at_baseline_s" in settled and settled["back_at_baseline_s"] is None:
+        for entry in undone:  # the undo ran, the target is not back: keep them open for the next recover
+            Journal(entry).set_status("rollback-failed")
     if settled:
         shown = ", ".join(f"{k} {v if v is not None else 'NOT within 30s'}" for k, v in settled.items())
         log(f"the platform settled: {shown}")

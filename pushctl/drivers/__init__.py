@@ -26,6 +26,8 @@ from pushctl.errors import InventoryError
 if TYPE_CHECKING:
     from pushctl.actions.base import ActionContext
 
+__all__ = ["ENTRY_POINT_GROUP", "Driver", "StorageFault", "ThrottleRequest", "Verb", "driver_for", "known_kinds"]
+
 ENTRY_POINT_GROUP = "pushctl.drivers"
 BUILTIN = {"reference": "pushctl.drivers.reference:ReferenceDriver", "command": "pushctl.drivers.command:CommandDriver"}
 

@@ -13,12 +13,12 @@ from pushctl.actions.journal import Journal, journal_dir, load_entries
 from pushctl.actions.undo import run_undo, undo_from_json
 from pushctl.contract.driverspec import render
 from pushctl.contract.topology import Inventory, load_inventory
-from pushctl.drivers import driver_for, known_kinds
-from pushctl.drivers.command import RunCommand
+from pushctl.drivers import Driver, driver_for, known_kinds
+from pushctl.drivers.command import CommandDriver, RunCommand
 from pushctl.drivers.reference import ReferenceDriver
 from pushctl.drivers.shell import run_shell
 from pushctl.errors import CommandFailed, InventoryError, UsageError
-from tests.helpers import REFERENCE, run_main
+from tests.helpers import REFERENCE, free_topology, run_main
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,8 +33,12 @@ undo = "{undo}"
 
 
 def inventory(tmp_path: Path, driver: str) -> Path:
+    """The reference topology on free ports (named `unit`: a defect that let a change through would hit
+    no stack of anyone's), with `driver` appended."""
+    (tmp_path / "base").mkdir(exist_ok=True)
+    base = free_topology(tmp_path / "base", name="unit", offsets=range(4000, 13000, 10)).read_text()
     path = tmp_path / "topology.toml"
-    path.write_text(REFERENCE.read_text() + driver)
+    path.write_text(base + driver)
     return path
 
 
@@ -51,9 +55,13 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # ---- the inventory ------------------------------------------------------------------------------
-def test_no_driver_table_means_the_reference_driver_and_both_kinds_are_installed() -> None:
+def test_no_driver_table_means_the_reference_driver_and_both_kinds_are_installed(tmp_path: Path) -> None:
     inv = load_inventory(REFERENCE)
     assert isinstance(driver_for(inv), ReferenceDriver)
+    # both implement the protocol (mypy checks these assignments; isinstance checks the names at run time)
+    reference: Driver = ReferenceDriver(inv)
+    command: Driver = CommandDriver(command_inv(tmp_path, "x", "y"))
+    assert isinstance(reference, Driver) and isinstance(command, Driver)
     assert {"command", "reference"} <= set(known_kinds())
 
 
@@ -81,7 +89,7 @@ def test_a_bad_driver_table_is_one_line_exit_2_and_nothing_applied(
     assert code == 2, err
     assert says in err.replace("\n", ""), err
     assert "Traceback" not in err
-    assert not journal_dir(load_inventory(REFERENCE)).exists() and not (run_dir / "reference").exists()
+    assert not (run_dir / "unit").exists()
 
 
 @pytest.mark.parametrize(
@@ -146,7 +154,7 @@ def _ctx(inv: Inventory) -> ActionContext:
 async def test_the_undo_command_is_journaled_before_the_apply_command_runs(tmp_path: Path, run_dir: Path) -> None:
     seen = tmp_path / "journal-at-apply.txt"
     # the apply command copies what the journal file holds at the moment it runs
-    inv = command_inv(tmp_path, f"cat {run_dir}/reference/journal/*.json > {seen}", "echo undone {region}")
+    inv = command_inv(tmp_path, f"cat {run_dir}/unit/journal/*.json > {seen}", "echo undone {region}")
     await driver_for(inv).drain(_ctx(inv), "south", 5.0)
     assert '"op": "run_command"' in seen.read_text() and "echo undone south" in seen.read_text()
 
