@@ -90,7 +90,8 @@ def test_a_failing_apply_command_rolls_back_what_it_did(stack: Stack, tmp_path: 
 
 def test_kill_9_mid_change_then_recover_runs_the_journaled_undo_command(stack: Stack, tmp_path: Path) -> None:
     cmd = command_stack(stack, tmp_path)
-    args = ["drain", "--region", "north", "--spread", "30s", "--no-probe", *cmd.confirm]
+    # devices on north keep the drain going for its 30 s spread: pushctl is killed while it waits
+    args = ["drain", "--region", "north", "--spread", "30s", "--devices", "30", "--rate", "20", *cmd.confirm]
     started = time.time()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pushctl.cli.main", "--inventory", cmd.inventory.source, *args],
