@@ -259,9 +259,7 @@ class Restore(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        note = await ctx.driver.restore(ctx, self.region)
-        if "no drain policy" in note:
-            ctx.notes.append(note)
+        ctx.notes.append(await ctx.driver.restore(ctx, self.region))
         # a drain held with --hold is now undone: its journal entry no longer waits for recovery
         for entry in load_entries(ctx.inv):
             if entry.action == "drain" and entry.status == "held" and entry.params.get("region") == self.region:
