@@ -202,3 +202,14 @@ def test_restore_needs_the_drain_undo_and_heal_needs_nothing(tmp_path: Path) -> 
         load_inventory(
             inventory(tmp_path, '\n[driver]\nkind = "reference"\ntimeout_s = 5\n[driver.baseline]\ncommand = "x"\n')
         )
+
+
+def test_the_example_is_the_reference_topology_plus_its_driver_table() -> None:
+    """examples/command-driver drives the reference stack: its topology must stay the reference one."""
+    example = REFERENCE.parents[1] / "examples" / "command-driver" / "topology.toml"
+    inv = load_inventory(example)
+    assert inv.driver.kind == "command" and set(inv.driver.commands) == {"drain", "switch", "throttle", "storage_fault"}
+    topology = example.read_text().split("# ==== the command driver")[0].splitlines()[3:]
+    assert [ln for ln in topology if ln] == [ln for ln in REFERENCE.read_text().splitlines()[1:] if ln], (
+        f"{example} no longer copies stack/topology.toml: copy it again below the header (keep the [driver] table)"
+    )
