@@ -7,7 +7,8 @@
     ├── SloBreached (exit 1)                the verifier measured a breach
     ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up
     ├── TargetUnreachable (exit 4)          a component or API did not answer
-    │   └── ToxiproxyError (exit 4)         Toxiproxy answered with an error
+    │   ├── ToxiproxyError (exit 4)         Toxiproxy answered with an error
+    │   └── CommandFailed (exit 4)          a `command` driver's command failed or timed out
     ├── ComponentFailed (exit 5)            a component did not start / became unhealthy
     ├── MissingToolchain (exit 2)           go, java, mvn, apt-get ... not found
     ├── LockHeld (exit 6)                   another action holds the target's lock
@@ -24,6 +25,7 @@ from pushctl.contract.errors import InventoryError, PushctlError, UsageError
 
 __all__ = [
     "EXIT_CODES",
+    "CommandFailed",
     "ComponentFailed",
     "Inconclusive",
     "InternalError",
@@ -82,6 +84,12 @@ class ToxiproxyError(TargetUnreachable):
         super().__init__(message, hint=hint)
         self.status = status
         self.retriable = status is None or status >= 500
+
+
+class CommandFailed(TargetUnreachable):
+    """A command of the inventory's `command` driver exited non-zero or timed out (the target refused)."""
+
+    retriable = False
 
 
 class ComponentFailed(PushctlError):

@@ -19,6 +19,7 @@ from typing import Any
 from pushctl.actions.journal import Journal
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
+from pushctl.drivers import Driver, Verb, driver_for
 from pushctl.probe.probe import Probe
 
 
@@ -60,6 +61,11 @@ class ActionContext:
     probe: Probe | None = None
     applied_at: float = 0.0
     notes: list[str] = field(default_factory=list)
+    driver: Driver = field(default=None)  # type: ignore[assignment]  # None: the inventory's [driver]
+
+    def __post_init__(self) -> None:
+        if self.driver is None:
+            self.driver = driver_for(self.inv)
 
 
 class Action(abc.ABC):
@@ -69,6 +75,9 @@ class Action(abc.ABC):
     drill: bool = True
     requires_healthy: bool = True  # heal actions run precisely when something is down
     timeout_s: float = 60.0
+    # what the action asks of the target driver (`pushctl.drivers`): a verb, or "reference" for the
+    # reference stack's own mechanics (links, processes), which only the reference driver offers
+    verb: Verb = "reference"
 
     @abc.abstractmethod
     def params(self) -> dict[str, Any]:

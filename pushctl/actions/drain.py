@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.journal import Journal, load_entries
 from pushctl.actions.undo import Log, UndoStep
-from pushctl.contract.api import PolicyIn
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
+from pushctl.drivers import Verb
 from pushctl.errors import PushctlError, UsageError
 
 POLICY_PROPAGATION_S = 1.5  # the scheduler pushes at once; followers poll every second as a backstop
@@ -99,6 +99,7 @@ class Drain(Action):
     """Move every device off a region without losing a message, spread over a window."""
 
     name = "drain"
+    verb: Verb = "drain"
 
     def __init__(self, inv: Inventory, region: str, *, spread_s: float = 5.0, timeout_s: float | None = None) -> None:
         self.region = check_region(inv, region)
@@ -133,9 +134,7 @@ class Drain(Action):
         before = (await ctx.api.all_connections()).get(self.region)
         ctx.notes.append(f"{before.count if before else '?'} devices on {self.region} before the drain")
         self._before = before.count if before else None
-        ctx.journal.will_undo(WithdrawDrainPolicy(region=self.region))
-        policy = await ctx.api.add_policy(PolicyIn(region=self.region, spread_s=self.spread_s))
-        ctx.journal.event("policy added", id=policy.id)
+        await ctx.driver.drain(ctx, self.region, self.spread_s)  # journals its undo first
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
         reached, seconds, left = await wait_for_connections(
@@ -239,6 +238,7 @@ class Restore(Action):
     """Withdraw a region's drain policy; devices come back gradually on their own."""
 
     name = "restore"
+    verb: Verb = "restore"
     drill = False
 
     def __init__(self, inv: Inventory, region: str, *, timeout_s: float = 30.0) -> None:
@@ -259,12 +259,7 @@ class Restore(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        policies = await ctx.api.policies()
-        mine = [p for p in policies.policies if p.region == self.region and p.kind == "drain"]
-        if not mine:
-            ctx.notes.append(f"{self.region} had no drain policy")
-        for policy in mine:
-            await ctx.api.remove_policy(policy.id)
+        ctx.notes.append(await ctx.driver.restore(ctx, self.region))
         # a drain held with --hold is now undone: its journal entry no longer waits for recovery
         for entry in load_entries(ctx.inv):
             if entry.action == "drain" and entry.status == "held" and entry.params.get("region") == self.region:

@@ -16,6 +16,7 @@ from pushctl.actions.common import journaled_crash, journaled_fault
 from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.topology import Inventory, LinkKind, ServiceKind
 from pushctl.control import PlatformClient
+from pushctl.drivers import Verb
 from pushctl.errors import PushctlError, UsageError
 from pushctl.faults.links import plan_link_down
 
@@ -99,6 +100,7 @@ def deltas(before: dict[str, float | None], after: dict[str, float | None]) -> d
 
 class SwitchIdc(Action):
     name = "switch-idc"
+    verb: Verb = "switch"
 
     def __init__(self, inv: Inventory, weights: dict[str, float], *, duration_s: float = 10.0) -> None:
         self.weights = weights
@@ -124,12 +126,9 @@ class SwitchIdc(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        before = await ctx.api.routing()
-        self.before = before.weights
+        self.before = (await ctx.api.routing()).weights
         self.before_by_gateway = await ctx.api.routing_by_gateway()
-        ctx.journal.will_undo(RestoreRoutingWeights(weights=before.weights))
-        after = await ctx.api.set_routing(self.weights)
-        ctx.notes.append(f"routing {before.weights} -> {after.weights}")
+        ctx.notes.append(await ctx.driver.switch(ctx, self.weights))  # journals its undo first
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
         settle = min(SETTLE_S, self.duration_s / 2)

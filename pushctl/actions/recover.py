@@ -20,6 +20,8 @@ from pushctl.actions.undo import run_undo
 from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
+from pushctl.drivers import driver_for
+from pushctl.errors import PushctlError
 
 SETTLE_TIMEOUT_S = 30.0
 SETTLE_POLL_S = 0.2
@@ -36,6 +38,13 @@ async def settle(
     out: dict[str, Any] = {}
     regions = sorted({str(e.params["region"]) for e in entries if e.action == "fail-region" and "region" in e.params})
     redis = any(e.action == "fail-redis" for e in entries)
+    baselines = [str(ev.get("state")) for e in entries for ev in e.events if ev.get("what") == "baseline"]
+    if baselines:  # a driver's baseline command: its output before the oldest change undone must come back
+        try:
+            seconds, _ = await driver_for(inv).wait_baseline(baselines[-1])
+        except PushctlError:
+            seconds = None
+        out["back_at_baseline_s"] = None if seconds is None else round(seconds, 1)
     if not regions and not redis:
         return out
     async with PlatformClient(inv, transport=transport) as api:
@@ -88,6 +97,9 @@ async def recover(
                 }
             )
     settled = await settle(inv, undone, transport=transport)
+    if "back_at_baseline_s" in settled and settled["back_at_baseline_s"] is None:
+        for entry in undone:  # the undo ran, the target is not back: keep them open for the next recover
+            Journal(entry).set_status("rollback-failed")
     if settled:
         shown = ", ".join(f"{k} {v if v is not None else 'NOT within 30s'}" for k, v in settled.items())
         log(f"the platform settled: {shown}")

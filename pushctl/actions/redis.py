@@ -6,16 +6,17 @@ import asyncio
 from typing import Any
 
 from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
-from pushctl.actions.common import journaled_crash, journaled_fault, wait_until
+from pushctl.actions.common import wait_until
 from pushctl.contract.topology import Inventory, LinkKind
+from pushctl.drivers import StorageFault, Verb
 from pushctl.errors import UsageError
-from pushctl.faults.links import plan_fault, plan_link_down
 
 MODES = ("down", "latency", "crash", "pause")
 
 
 class FailRedis(Action):
     name = "fail-redis"
+    verb: Verb = "storage_fault"
 
     def __init__(
         self,
@@ -63,24 +64,8 @@ class FailRedis(Action):
         ]
 
     async def apply(self, ctx: ActionContext) -> None:
-        if self.mode in ("crash", "pause"):
-            ctx.notes.append(await journaled_crash(ctx, self.service, self.mode))
-            return
-        for lk in self.links:
-            spec = (
-                plan_link_down(ctx.inv, lk)
-                if self.mode == "down"
-                else plan_fault(
-                    ctx.inv,
-                    lk,
-                    "latency",
-                    {"latency": self.latency_ms // 2},
-                    stream="both",
-                    name="redis-slow",
-                    reset_connections=True,
-                )
-            )
-            ctx.notes.append(await journaled_fault(ctx, spec))
+        fault = StorageFault(mode=self.mode, service=self.service, latency_ms=self.latency_ms, links=tuple(self.links))
+        ctx.notes.append(await ctx.driver.storage_fault(ctx, fault))  # journals its undo first
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
         switched_at: list[float] = []

@@ -13,6 +13,7 @@ from pushctl.actions.base import Action, ActionContext, Outcome, PlanStep
 from pushctl.actions.common import journaled_crash, journaled_fault, wait_until
 from pushctl.actions.drain import check_region
 from pushctl.contract.topology import Inventory
+from pushctl.drivers import Verb
 from pushctl.errors import UsageError
 from pushctl.faults.links import plan_link_down
 
@@ -141,6 +142,7 @@ class Heal(Action):
 
     drill = False
     requires_healthy = False
+    verb: Verb = "journal"  # it only replays journaled undo steps, whichever driver wrote them
 
     def __init__(self, inv: Inventory, of_action: str, match: dict[str, str]) -> None:
         self.name = f"heal-{of_action.removeprefix('fail-')}"

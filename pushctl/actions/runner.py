@@ -24,7 +24,8 @@ from pushctl.actions.undo import UndoOutcome
 from pushctl.actions.verdict import Trouble, delivery_outcomes, failed_claims, judge
 from pushctl.contract.topology import PUSH_SERVICE_KINDS, Inventory
 from pushctl.control import PlatformClient
-from pushctl.errors import ComponentFailed, Inconclusive, SloBreached
+from pushctl.drivers import Driver, driver_for
+from pushctl.errors import ComponentFailed, Inconclusive, PushctlError, RollbackFailed, SloBreached
 from pushctl.probe.ledger import LedgerSummary
 from pushctl.probe.probe import Probe, ProbeOptions
 
@@ -127,6 +128,24 @@ def _verdict(
     return verdict, text, reasons
 
 
+async def back_at_baseline(driver: Driver, journal: Journal, before: str) -> str | None:
+    """None once the driver's baseline command prints `before` again; else what it prints (the journal is
+    marked rollback-failed: the change may still be in place, `recover` retries)."""
+    try:
+        seconds, now = await driver.wait_baseline(before)
+    except PushctlError as exc:
+        seconds, now = None, f"the baseline command failed: {exc.message}"
+    if seconds is not None:
+        journal.event("back at baseline", seconds=round(seconds, 2))
+        return None
+    journal.set_status("rollback-failed")
+    return f"baseline {_clip(before)!r}, now {_clip(now)!r}"
+
+
+def _clip(text: str, n: int = 160) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def _no_trouble(since: float, until: float) -> list[str]:
     return []
 
@@ -140,6 +159,10 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
     measurements: dict[str, Any] = {}
     applied_at = ended_at = 0.0
     summary = during = None
+    driver = driver_for(inv)
+    driver.require(action.verb, action.title())  # a verb the driver cannot do: refused before anything runs
+    baseline: str | None = None
+    left_away: str | None = None  # the target's state when it did not come back to the baseline
     async with ChangeLifecycle(inv, action.title(), log=log) as life:
         try:
             try:
@@ -151,10 +174,13 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
                             probe = Probe(inv, opts.probe)
                             await probe.start()
                             await asyncio.sleep(opts.warmup_s)
-                        ctx = ActionContext(inv, api, None, opts.runtime, log, probe)  # type: ignore[arg-type]
+                        ctx = ActionContext(inv, api, None, opts.runtime, log, probe, driver=driver)  # type: ignore[arg-type]
                         await action.preflight(ctx)
+                        baseline = await driver.snapshot()
                         journal = life.begin(action)
                         ctx.journal = journal
+                        if baseline is not None:
+                            journal.event("baseline", state=baseline)  # `recover` compares with it too
                         applied_at = ctx.applied_at = time.time()
                         await action.apply(ctx)
                         journal.set_status("applied")
@@ -164,6 +190,8 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
                 ended_at = ended_at or time.time()
                 if journal is not None and (not opts.hold or life.interrupted or journal.entry.status != "applied"):
                     outcomes = await life.rollback(journal)
+                    if baseline is not None and all(o.ok for o in outcomes):
+                        left_away = await back_at_baseline(driver, journal, baseline)
                     if not life.interrupted and all(o.ok for o in outcomes):
                         async with PlatformClient(inv) as api:
                             settle_ctx = ActionContext(inv, api, journal, opts.runtime, log, probe, applied_at)
@@ -179,6 +207,11 @@ async def execute(inv: Inventory, action: Action, opts: RunOptions, *, log: Any)
             if probe is not None:
                 await probe.close()  # also when the run failed or was interrupted: no device left connected
     life.raise_for(outcomes, journal)
+    if left_away is not None:
+        raise RollbackFailed(
+            f"the undo commands ran, but the target is not back at its baseline: {left_away}",
+            hint=f"check the undo templates of {inv.source}; then `pushctl recover`",
+        )
     if during is not None:
         measurements["delivery_impact_s"] = _impact_seconds(during, probe, applied_at)
     checks = action.checks(measurements) if journal is not None else []

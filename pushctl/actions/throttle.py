@@ -12,6 +12,7 @@ from pushctl.actions.undo import Log, UndoStep
 from pushctl.contract.api import MAX_RATE, Throttle
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
+from pushctl.drivers import ThrottleRequest, Verb
 from pushctl.errors import PushctlError, UsageError
 
 
@@ -31,6 +32,7 @@ class RestoreThrottle(UndoStep):
 
 class ThrottleAccess(Action):
     name = "throttle"
+    verb: Verb = "throttle"
 
     def __init__(
         self,
@@ -99,9 +101,8 @@ class ThrottleAccess(Action):
 
     async def apply(self, ctx: ActionContext) -> None:
         self._before = await self._counts(ctx)
-        before = await ctx.api.throttle()
-        ctx.journal.will_undo(RestoreThrottle(throttle=before))
-        await ctx.api.set_throttle(self._throttle(before))
+        want = ThrottleRequest(limit=self.limit, auto=self.auto, safe_load=self.safe_load, threshold=self.threshold)
+        await ctx.driver.throttle(ctx, want)  # journals its undo first
 
     async def await_effect(self, ctx: ActionContext) -> dict[str, Any]:
         peak = 0.0

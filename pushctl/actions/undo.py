@@ -90,6 +90,7 @@ def registry() -> dict[str, type[UndoStep]]:
     from pushctl.actions.drain import SetAutoPolicies, WithdrawDrainPolicy
     from pushctl.actions.idc import RestoreRoutingWeights
     from pushctl.actions.throttle import RestoreThrottle
+    from pushctl.drivers.command import RunCommand
 
     steps: tuple[type[UndoStep], ...] = (
         WithdrawDrainPolicy,
@@ -100,6 +101,7 @@ def registry() -> dict[str, type[UndoStep]]:
         RevertFault,
         RestartComponent,
         ResumeComponent,
+        RunCommand,
     )
     return {step.op: step for step in steps}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from pushctl.contract.topology import Inventory, load_inventory
+from pushctl.drivers import driver_for
 
 
 @dataclass
@@ -18,7 +19,9 @@ class CliState:
     @property
     def inventory(self) -> Inventory:
         if self._inventory is None:
-            self._inventory = load_inventory(self.inventory_path)
+            inv = load_inventory(self.inventory_path)
+            driver_for(inv)  # an unknown [driver] kind is bad input, whatever the command
+            self._inventory = inv
         return self._inventory
 
 

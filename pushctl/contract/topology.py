@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pushctl.contract.driverspec import DriverSpec
 from pushctl.contract.errors import InventoryError
 from pushctl.contract.resources import resource
 
@@ -136,6 +137,7 @@ class Inventory(_Model):
     toxiproxy: dict[Name, ToxiproxyServer]
     services: dict[Name, Service]
     links: tuple[Link, ...]
+    driver: DriverSpec = Field(default_factory=DriverSpec)  # who makes the changes (docs/drivers.md)
     source: str = ""
 
     @model_validator(mode="after")

@@ -37,6 +37,7 @@ from pushctl.actions.verdict import EXIT_INCONCLUSIVE, Finding, failed_claims, j
 from pushctl.contract.api import Policy
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
+from pushctl.drivers import driver_for
 from pushctl.errors import ComponentFailed, PushctlError, RollbackFailed, TargetUnreachable
 from pushctl.experiments.cohorts import cohort_checks, cohort_series, compare, render_cohorts
 from pushctl.experiments.measure import CheckResult, Measurer
@@ -839,4 +840,8 @@ def worst_exit(codes: list[int]) -> int:
 
 async def run_experiment(inv: Inventory, resolved: Resolved, settings: RunSettings) -> RunResult:
     """Run one resolved experiment against `inv`; never leaves an applied action behind."""
+    driver = driver_for(inv)
+    for rs in (*resolved.steps, *resolved.rollbacks):  # a verb the driver cannot do: refused before any step
+        if rs.action is not None:
+            driver.require(rs.action.verb, rs.action.title())
     return await ExperimentRun(inv, resolved, settings).run()

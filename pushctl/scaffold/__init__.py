@@ -37,6 +37,11 @@ _HEADER = """\
 # must stay outside the kernel's ephemeral range (32768-60999). To run this copy beside a reference
 # stack on one machine, move every port (e.g. +1000); to point at your platform, set each service's
 # `host` and `port`, and `managed = false` for what `pushctl stack up` must not start itself.
+#
+# Who makes the changes: pushctl's control API, unless you add a [driver] table. With
+# `kind = "command"` each verb (drain, switch, throttle, storage_fault) is a shell command of yours
+# with its undo command, journaled first: see docs/drivers.md of pushctl, and its worked example
+# examples/command-driver/topology.toml (every change a plain curl call).
 """
 
 # a comment before the first table of each kind: what its keys mean

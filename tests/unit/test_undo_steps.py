@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import pushctl.actions
+import pushctl.drivers
 from pushctl.actions.capacity import RestoreConnectionLimit
 from pushctl.actions.common import RestartComponent, ResumeComponent, RevertFault
 from pushctl.actions.drain import SetAutoPolicies, WithdrawDrainPolicy
@@ -22,6 +23,7 @@ from pushctl.actions.recover import recover
 from pushctl.actions.throttle import RestoreThrottle
 from pushctl.actions.undo import UndoStep, UnreadableUndo, registry, run_undo
 from pushctl.contract.topology import Inventory, load_inventory
+from pushctl.drivers.command import RunCommand
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -137,15 +139,16 @@ def test_a_new_step_describes_itself_like_the_old_journal_text() -> None:
 
 
 def test_the_registry_knows_every_step_the_actions_declare_under_its_journal_name() -> None:
-    for info in pkgutil.iter_modules(pushctl.actions.__path__):
-        importlib.import_module(f"pushctl.actions.{info.name}")
+    for package in (pushctl.actions, pushctl.drivers):  # drivers declare the undo of their own verbs
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
 
     def subclasses(cls: type[UndoStep]) -> set[type[UndoStep]]:
         return {c for s in cls.__subclasses__() for c in {s, *subclasses(s)}}
 
     declared = {c for c in subclasses(UndoStep) if c is not UnreadableUndo and c.__module__.startswith("pushctl.")}
     assert set(registry().values()) == declared
-    assert sorted(registry()) == sorted(u["op"] for u in LEGACY_UNDO)
+    assert sorted(registry()) == sorted([*(u["op"] for u in LEGACY_UNDO), RunCommand.op])  # RunCommand: newer
 
 
 def test_an_unknown_op_loads_and_fails_with_a_clear_message_not_a_traceback(inv: Inventory) -> None:
