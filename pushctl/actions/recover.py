@@ -27,6 +27,33 @@ SETTLE_TIMEOUT_S = 30.0
 SETTLE_POLL_S = 0.2
 
 
+# what each measure of `settle` waits for, in the words `recover` reports it with
+SETTLE_WHAT = {
+    "back_at_baseline_s": "the driver's baseline command printing what it printed before",
+    "auto_drain_withdrawn_s": "the scheduler's automatic drains withdrawn",
+    "storage_on_redis_s": "storage back on Redis",
+}
+
+
+def settle_bound_s(inv: Inventory, key: str) -> float:
+    """How long `settle` waits for `key`: the driver's own `settle_s` for its baseline, else 30 s."""
+    if key == "back_at_baseline_s" and inv.driver.baseline is not None:
+        return inv.driver.baseline.settle_s
+    return SETTLE_TIMEOUT_S
+
+
+def describe_settled(inv: Inventory, settled: dict[str, Any]) -> list[str]:
+    """One phrase per measure: how long it took, or that it did not happen within its bound."""
+    out = []
+    for key, seconds in settled.items():
+        what = SETTLE_WHAT.get(key, key)
+        if seconds is None:
+            out.append(f"{what}: NOT within {settle_bound_s(inv, key):g} s")
+        else:
+            out.append(f"{what} after {seconds} s")
+    return out
+
+
 async def settle(
     inv: Inventory,
     entries: Sequence[JournalEntry],
@@ -101,8 +128,7 @@ async def recover(
         for entry in undone:  # the undo ran, the target is not back: keep them open for the next recover
             Journal(entry).set_status("rollback-failed")
     if settled:
-        shown = ", ".join(f"{k} {v if v is not None else 'NOT within 30s'}" for k, v in settled.items())
-        log(f"the platform settled: {shown}")
+        log(f"the platform settled: {'; '.join(describe_settled(inv, settled))}")
     return results, settled
 
 

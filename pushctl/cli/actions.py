@@ -24,6 +24,7 @@ from pushctl import render
 from pushctl.actions.abort import abort as abort_target
 from pushctl.actions.base import Action
 from pushctl.actions.drain import Drain, Restore
+from pushctl.actions.recover import describe_settled
 from pushctl.actions.recover import recover as recover_entries
 from pushctl.actions.runner import RunOptions, execute, raise_for_verdict
 from pushctl.actions.status import live_status
@@ -197,10 +198,10 @@ def register(app: typer.Typer) -> None:
                 f"{len(failed)} of {len(results)} journal entries could not be rolled back: {', '.join(failed)}",
                 hint="fix the cause (see the steps above), then run `pushctl recover` again",
             )
-        unsettled = [k for k, v in settled.items() if v is None]
+        unsettled = describe_settled(inv, {k: v for k, v in settled.items() if v is None})
         if unsettled:
             raise RollbackFailed(
-                f"undone, but the platform did not settle within 30s: {', '.join(unsettled)}",
+                f"undone, but the platform did not settle: {'; '.join(unsettled)}",
                 hint="see `pushctl status`",
             )
 

@@ -44,7 +44,7 @@ from pushctl.experiments import (
     write_junit,
 )
 from pushctl.experiments.run import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_ROLLBACK
-from pushctl.experiments.score import score_of
+from pushctl.experiments.score import exit_code_of, score_of
 from pushctl.experiments.trend import load_journals, trend
 from pushctl.experiments.trend_html import write_trend_html
 
@@ -239,7 +239,7 @@ def report(
         write_junit(runs, junit)
     if html is not None:
         write_html(runs, html)
-    codes = [_exit_code(r) for r in runs]
+    codes = [exit_code_of(r) for r in runs]
     code = worst_exit(codes)
     if code:
         raise error_for_exit(code, f"{sum(c != 0 for c in codes)} of {len(codes)} runs in these journals did not pass")
@@ -260,13 +260,6 @@ def _trend_report(
     render.experiment_trend(found)
     if html is not None:
         render.info(f"HTML {html}")
-
-
-def _exit_code(run: dict[str, Any]) -> int:
-    """A journal's exit code; a killed run never wrote one: it counts as interrupted."""
-    if run.get("exit_code") is not None:
-        return int(run["exit_code"])
-    return {"completed": 0, "interrupted": 130}.get(str(run.get("status")), 1)
 
 
 @app.command("schema")

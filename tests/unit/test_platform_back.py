@@ -11,8 +11,9 @@ import pytest
 
 from pushctl.actions.common import wait_platform_back
 from pushctl.actions.journal import JournalEntry
-from pushctl.actions.recover import settle
+from pushctl.actions.recover import describe_settled, settle
 from pushctl.contract.api import Policy
+from pushctl.contract.driverspec import BaselineCommand, DriverSpec
 from pushctl.contract.topology import Inventory, load_inventory
 from pushctl.control import PlatformClient
 
@@ -81,3 +82,14 @@ async def test_recover_measures_how_long_each_self_undo_took_and_none_when_it_di
     settled = await settle(inv, entries, timeout=0.5, transport=httpx.MockTransport(platform.handle))
     assert isinstance(settled["auto_drain_withdrawn_s"], float)
     assert settled["storage_on_redis_s"] is None
+
+
+def test_recover_names_what_did_not_settle_and_the_bound_it_waited() -> None:
+    inv = load_inventory(Path("stack/topology.toml"))
+    assert describe_settled(inv, {"auto_drain_withdrawn_s": 4.2, "storage_on_redis_s": None}) == [
+        "the scheduler's automatic drains withdrawn after 4.2 s",
+        "storage back on Redis: NOT within 30 s",
+    ]
+    spec = DriverSpec(kind="command", baseline=BaselineCommand(command="echo ok", settle_s=2))
+    shown = describe_settled(inv.model_copy(update={"driver": spec}), {"back_at_baseline_s": None})
+    assert shown == ["the driver's baseline command printing what it printed before: NOT within 2 s"]
