@@ -79,6 +79,7 @@ class RunSettings:
     runtime: str = "process"
     journal_path: Path | None = None
     on_update: Callable[[LiveState], None] | None = None  # the live view
+    prometheus: str | None = None  # promql checks ask this Prometheus; None: the inventory's own
 
 
 @dataclass
@@ -291,7 +292,7 @@ class ExperimentRun:
         self.live.probe = self.probe
         await self.probe.start()
         assert self.api is not None  # noqa: S101 - set before the probe starts
-        self.measurer = Measurer(self.inv, self.api, self.probe)
+        self.measurer = Measurer(self.inv, self.api, self.probe, prometheus=self.settings.prometheus)
         timeline = Timeline(self.measurer, self.journal, settle=p.grace)
         self.timeline = timeline
         task = asyncio.create_task(timeline.run(), name="experiment-timeline")
