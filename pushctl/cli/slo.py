@@ -18,11 +18,12 @@ from typing import Annotated
 import typer
 
 from pushctl import render
+from pushctl.cli.options import PrometheusOpt
 from pushctl.cli.probe import JsonOpt, probe_command, run_probe
 from pushctl.cli.state import state
 from pushctl.errors import Inconclusive, SloBreached, UsageError
 from pushctl.probe import LedgerSummary, ProbeOptions
-from pushctl.promql import DELIVERY_SLI, Sample, check_url, instant_query, numbers
+from pushctl.promql import DELIVERY_SLI, Sample, check_url, instant_query, numbers, prometheus_url
 
 app = typer.Typer(help="Check the delivery SLO with a probe run.", no_args_is_help=True)
 
@@ -92,6 +93,34 @@ def check(
         render.slo_verdict(summary, target, held)
     if not held:
         raise SloBreached(breach_message(summary, target))
+
+
+@app.command("query")
+def query_command(
+    ctx: typer.Context,
+    promql: Annotated[str, typer.Argument(metavar="PROMQL", help="An instant-vector or scalar expression.")],
+    prometheus: PrometheusOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate PROMQL now on the stack's Prometheus (or --prometheus URL); read-only, for runbook checks.
+
+    `value` in --json is the single series' value (null for none or several): a runbook expects on it,
+    e.g. `# expect: value <= 100 within 30s`.
+    """
+    url = prometheus_url(state(ctx).inventory, prometheus)
+    values = numbers(asyncio.run(instant_query(url, promql)))
+    if json_out:
+        render.print_json(
+            {
+                "prometheus": url,
+                "query": promql,
+                "value": values[0].value if len(values) == 1 else None,
+                "series": [{"labels": s.labels, "value": s.value} for s in values],
+            }
+        )
+    else:
+        shown = {f"series {i + 1}": s.describe() for i, s in enumerate(values[:20])} or {"result": "no data"}
+        render.kv("promql", {"prometheus": url, "query": promql, **shown})
 
 
 def _check_prometheus(url: str, query: str | None, window: str, target: float, *, json_out: bool) -> None:

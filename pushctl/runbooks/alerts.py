@@ -101,7 +101,11 @@ def _row(runbook: Runbook, cells: list[str], line: int, problems: list[Problem])
     when = _WHEN.match(when_cell)
     if when is None:
         problems.append(
-            Problem(line, f"{name['name']}: fires when {when_cell!r} is not `OP NUMBER` [for N s|min|h] [(note)]")
+            Problem(
+                line,
+                f"{name['name']}: fires when {when_cell!r} is not `OP NUMBER`, then optionally"
+                " 'for N s|min|h' and a (note)",
+            )
         )
         return None
     expr = expr_cell[1:-1].strip()
