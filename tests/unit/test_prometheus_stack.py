@@ -9,6 +9,8 @@ or one bad series.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from pushctl.errors import ComponentFailed, MissingToolchain, TargetUnreachable,
 from pushctl.experiments.measure import evaluate_promql
 from pushctl.experiments.model import PromqlCheck, Tolerance
 from pushctl.promql import Sample, check_url, instant_query, prometheus_url
+from pushctl.runbooks.expect import parse_expect
 from pushctl.runtime import prometheus
 from pushctl.runtime.components import Role, components
 
@@ -66,7 +69,7 @@ def test_argv_binds_loopback_and_keeps_the_tsdb_in_the_run_dir(tmp_path: Path) -
 
 def test_install_without_apt_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """NoApt."""
-    monkeypatch.setattr(prometheus.shutil, "which", lambda _: None)
+    monkeypatch.setattr("pushctl.runtime.prometheus.shutil.which", lambda _: None)
     with pytest.raises(MissingToolchain, match="needs apt-get and dpkg"):
         prometheus.ensure_prometheus(tmp_path, lambda _: None)
 
@@ -141,3 +144,34 @@ async def test_promql_check_holds_only_on_data_within_tolerance(
     assert says in detail
     if ok:
         assert isinstance(value, float) and not math.isnan(value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "held"),
+    [
+        ({"value": 0.0, "series": [{"labels": {}, "value": 0.0}]}, True),
+        ({"value": 6000.0, "series": [{"labels": {}, "value": 6000.0}]}, False),  # a backlog left
+        ({"value": None, "series": []}, False),  # no such series: a runbook check never passes on nothing
+    ],
+)
+def test_runbook_promql_expectation_holds_only_on_a_value_within_it(answer: dict[str, Any], held: bool) -> None:
+    """The kafka-buffer-lag runbook's check on `pushctl slo query push:buffer_lag:max --json`."""
+    ok, _ = parse_expect("value <= 100 within 30s").check(0, answer)
+    assert ok is held
+
+
+def test_slo_query_without_a_prometheus_is_one_line_exit_2(tmp_path: Path) -> None:
+    text = DEFAULT_INVENTORY.read_text()
+    start = text.index("[prometheus]")
+    path = tmp_path / "topology.toml"
+    path.write_text(text[:start] + text[text.index("[services.redis-cache]") :])
+    result = subprocess.run(
+        [sys.executable, "-m", "pushctl.cli.main", "--inventory", str(path), "slo", "query", "up"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "runs no Prometheus: pass --prometheus URL" in result.stderr
+    assert "Traceback" not in result.stderr
