@@ -5,7 +5,8 @@
     ├── UsageError (exit 2)                 bad input: flags, files, names
     │   └── InventoryError (exit 2)         an invalid inventory / topology file
     ├── SloBreached (exit 1)                the verifier measured a breach
-    ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up
+    ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up,
+    │                                       or Prometheus had no data to judge an SLO by
     ├── TargetUnreachable (exit 4)          a component or API did not answer
     │   └── ToxiproxyError (exit 4)         Toxiproxy answered with an error
     ├── ComponentFailed (exit 5)            a component did not start / became unhealthy
@@ -61,6 +62,8 @@ class SloBreached(PushctlError):
 
 class Inconclusive(PushctlError):
     """Only timing checks failed, while the test rig itself could not keep up: no verdict.
+
+    Also `slo check --prometheus` when the SLI has no data (no series, or NaN over no traffic).
 
     Never raised when anything was lost, duplicated or otherwise broken: that is `SloBreached`.
     """

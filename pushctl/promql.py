@@ -23,9 +23,10 @@ from pushctl.errors import TargetUnreachable, UsageError
 
 PROMETHEUS_ENV = "PUSHCTL_PROMETHEUS_URL"
 # The delivery SLI from the platform's own counters: messages acked by a device / messages the logic
-# gateways accepted, over a window (stack/prometheus/recording.yml records it over 1m).
+# gateways accepted, over a window (stack/prometheus/recording.yml records it over 1m). No acked
+# series while messages were accepted is 0 delivered (a breach); nothing accepted is no data.
 DELIVERY_SLI = (
-    'clamp_max(sum(increase(pushstack_logic_messages_total{{result="acked"}}[{window}]))'
+    'clamp_max((sum(increase(pushstack_logic_messages_total{{result="acked"}}[{window}])) or vector(0))'
     " / sum(increase(pushstack_logic_accepted_total[{window}])), 1)"
 )
 

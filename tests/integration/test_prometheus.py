@@ -20,7 +20,6 @@ pytestmark = pytest.mark.integration
 # connection, a drop): their panels may be empty on a healthy stack, but Prometheus must know
 # the metric from the services' /metrics (its metadata).
 EVENT_ONLY = {
-    "push:logic_dropped:rate1m": "pushstack_logic_messages_total",
     "pushstack_access_storage_switches_total": "pushstack_access_storage_switches_total",
     "pushstack_access_failovers_total": "pushstack_access_failovers_total",
     "pushstack_access_kafka_errors_total": "pushstack_access_kafka_errors_total",

@@ -9,6 +9,7 @@ or one bad series.
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,8 @@ def test_install_without_apt_is_one_clear_line(tmp_path: Path, monkeypatch: pyte
 
 def test_unserved_version_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """UnservedVersion: apt-get download fails; nothing half-installed is left."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        pytest.skip("no apt-get/dpkg here (the NoApt case covers it)")
     monkeypatch.setattr(prometheus, "PROMETHEUS_VERSION", "0.0.1+nope")
     with pytest.raises(ComponentFailed, match=r"apt-get download prometheus=0\.0\.1\+nope failed"):
         prometheus.ensure_prometheus(tmp_path, lambda _: None)
