@@ -5,7 +5,8 @@
     ├── UsageError (exit 2)                 bad input: flags, files, names
     │   └── InventoryError (exit 2)         an invalid inventory / topology file
     ├── SloBreached (exit 1)                the verifier measured a breach
-    ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up
+    ├── Inconclusive (exit 8)               only timing checks failed while the rig could not keep up,
+    │                                       or Prometheus had no data to judge an SLO by
     ├── TargetUnreachable (exit 4)          a component or API did not answer
     │   ├── ToxiproxyError (exit 4)         Toxiproxy answered with an error
     │   └── CommandFailed (exit 4)          a `command` driver's command failed or timed out
@@ -63,6 +64,8 @@ class SloBreached(PushctlError):
 
 class Inconclusive(PushctlError):
     """Only timing checks failed, while the test rig itself could not keep up: no verdict.
+
+    Also `slo check --prometheus` when the SLI has no data (no series, or NaN over no traffic).
 
     Never raised when anything was lost, duplicated or otherwise broken: that is `SloBreached`.
     """

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from pushctl import render
-from pushctl.cli.options import ConfirmOpt, JsonOpt, RuntimeOpt, require_confirmed
+from pushctl.cli.options import ConfirmOpt, JsonOpt, PrometheusOpt, RuntimeOpt, require_confirmed
 from pushctl.cli.state import state
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError, error_for_exit
@@ -47,6 +47,7 @@ from pushctl.experiments.run import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_ROLLBACK
 from pushctl.experiments.score import exit_code_of, score_of
 from pushctl.experiments.trend import load_journals, trend
 from pushctl.experiments.trend_html import write_trend_html
+from pushctl.promql import prometheus_url
 
 app = typer.Typer(
     help="Game-day experiments: steady state, method, stop conditions, rollbacks; JUnit and HTML reports.",
@@ -160,6 +161,7 @@ def run(
     confirm_target: ConfirmOpt = None,
     runtime: RuntimeOpt = "process",
     no_live: Annotated[bool, typer.Option("--no-live", help="No live view (the default when not a terminal).")] = False,
+    prometheus: PrometheusOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run experiments: steady state -> method (SLO watch, stop conditions) -> steady state -> rollbacks."""
@@ -167,6 +169,8 @@ def run(
     resolved, problems, _ = _load_all(inv, target)
     if problems:
         raise ExperimentInvalid(problems)
+    if any(r.experiment.uses_promql for r in resolved):
+        prometheus_url(inv, prometheus)  # no Prometheus to ask: say so before anything is applied
     require_confirmed(inv, confirm_target, "experiments change it for real")
     results: list[dict[str, Any]] = []
     codes: list[int] = []
@@ -174,7 +178,9 @@ def run(
     try:
         for r in resolved:
             with render.ExperimentLive(enabled=not (no_live or json_out)) as show:
-                settings = RunSettings(log=render.info, runtime=runtime, on_update=show, batch=batch)
+                settings = RunSettings(
+                    log=render.info, runtime=runtime, on_update=show, batch=batch, prometheus=prometheus
+                )
                 result = asyncio.run(run_experiment(inv, r, settings))
             results.append(result.journal)
             codes.append(result.exit_code)

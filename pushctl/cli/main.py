@@ -10,7 +10,8 @@ Exit codes (every command):
   5  a component failed to start or stay healthy
   6  another action holds the target's lock
   7  rollback failed: the platform is not back at its baseline
-  8  inconclusive: only timing missed while this machine could not keep up (never when lost)
+  8  inconclusive: only timing missed while this machine could not keep up (never when lost),
+     or Prometheus had no data to judge the SLO by (slo check --prometheus)
   130 interrupted (after rollback)
 """
 

@@ -21,6 +21,15 @@ CONFIRM_ENV = "PUSHCTL_CONFIRM_TARGET"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 RuntimeOpt = Annotated[str, typer.Option("--runtime", envvar="PUSHCTL_RUNTIME", help="process or docker.")]
+PrometheusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        metavar="URL",
+        envvar="PUSHCTL_PROMETHEUS_URL",
+        help="Prometheus to ask PromQL questions (default: the inventory's own, started by `stack up`).",
+    ),
+]
 ConfirmOpt = Annotated[
     str | None,
     typer.Option(

@@ -33,6 +33,7 @@ from pushctl.runbooks import (
     MetricNames,
     Runbook,
     Verifier,
+    alerts,
     documented_metric_names,
     errors,
     lint,
@@ -112,8 +113,19 @@ def show(
 
 
 def _lint_all(runbooks: list[Runbook], metrics: MetricNames | None) -> list[tuple[Runbook, list[Any]]]:
+    """Each runbook's problems, its Symptoms alert rows (and their agreement across runbooks) included."""
     root = _root_command()
-    return [(rb, lint(rb, cli=root, metrics=metrics, experiments_dir=EXPERIMENTS_DIR)) for rb in runbooks]
+    _, alert_problems = alerts.collect(runbooks)
+    return [
+        (
+            rb,
+            sorted(
+                [*lint(rb, cli=root, metrics=metrics, experiments_dir=EXPERIMENTS_DIR), *alert_problems[rb.path]],
+                key=lambda p: p.line,
+            ),
+        )
+        for rb in runbooks
+    ]
 
 
 @app.command("lint")
@@ -126,9 +138,14 @@ def lint_runbooks(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check runbooks without running them: sections, commands parse with today's CLI, metrics exist."""
+    """Check runbooks without running them: sections, commands parse with today's CLI, metrics exist,
+    and the shipped alert rules (stack/prometheus/alerts.yml) are exactly the Symptoms tables."""
     metrics = asyncio.run(scrape_metric_names(state(ctx).inventory)) if live else documented_metric_names()
-    linted = _lint_all(_load(dir_, names), metrics)
+    runbooks = _load(dir_, names)
+    linted = _lint_all(runbooks, metrics)
+    by_name, _ = alerts.collect(runbooks)
+    # the rule file holds every runbook's alerts: compared only when every runbook of the directory is linted
+    rules = alerts.check_rules_file(by_name) if not names and dir_ is None else []
     if json_out:
         render.print_json(
             {
@@ -137,12 +154,15 @@ def lint_runbooks(
                     {"id": rb.id, "path": str(rb.path), "passed": not errors(p), "problems": [x.to_json() for x in p]}
                     for rb, p in linted
                 ],
+                "alert_rules": {"path": str(alerts.ALERTS_FILE), "problems": [x.to_json() for x in rules]},
             }
         )
     else:
         for rb, problems in linted:
             render.runbook_problems(str(rb.path), problems)
-    bad = [rb.id for rb, p in linted if errors(p)]
+        if not names and dir_ is None:
+            render.runbook_problems(str(alerts.ALERTS_FILE), rules)
+    bad = [rb.id for rb, p in linted if errors(p)] + ([alerts.ALERTS_FILE.name] if rules else [])
     if bad:
         raise RunbookFailed(f"lint failed: {', '.join(bad)}")
 

@@ -26,7 +26,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @app.command()
 def install() -> None:
-    """Install the pinned real components (Toxiproxy, Kafka, Redis) into the cache; idempotent."""
+    """Install the pinned real components (Toxiproxy, Kafka, Redis, Prometheus) into the cache; idempotent."""
     started = time.monotonic()
     got = install_all(cache_dir(), render.info)
     render.kv(
@@ -35,6 +35,7 @@ def install() -> None:
             "toxiproxy-server": got.toxiproxy_server,
             "redis-server": got.redis_server,
             "kafka libs": got.kafka_libs,
+            "prometheus": got.prometheus,
             "seconds": f"{time.monotonic() - started:.1f}",
         },
     )

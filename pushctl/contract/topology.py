@@ -91,6 +91,20 @@ class ToxiproxyServer(_Model):
         return f"http://{self.host}:{self.port}"
 
 
+class PrometheusServer(_Model):
+    """The stack's own Prometheus: scrapes every service and Toxiproxy server of the inventory."""
+
+    port: Port
+    host: str = "127.0.0.1"
+    managed: bool = True
+    scrape_interval: str = Field(default="1s", pattern=r"^[0-9]+(ms|s|m)$")
+    retention: str = Field(default="2h", pattern=r"^[0-9]+(m|h|d)$")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class Service(_Model):
     kind: ServiceKind
     port: Port
@@ -138,6 +152,7 @@ class Inventory(_Model):
     services: dict[Name, Service]
     links: tuple[Link, ...]
     driver: DriverSpec = Field(default_factory=DriverSpec)  # who makes the changes (docs/drivers.md)
+    prometheus: PrometheusServer | None = None  # None: the stack runs no Prometheus of its own
     source: str = ""
 
     @model_validator(mode="after")
@@ -232,6 +247,8 @@ class Inventory(_Model):
                     yield f"service {name}", port
         for link in self.links:
             yield f"link {link.name}", link.listen
+        if self.prometheus is not None and self.prometheus.managed:
+            yield "prometheus", self.prometheus.port
 
 
 def _check_inventory(inv: Inventory) -> None:

@@ -1,4 +1,4 @@
-"""Evaluate checks: probe measures over windows of sent messages, platform status, metrics.
+"""Evaluate checks: probe measures over windows of sent messages, platform status, metrics, PromQL.
 
 A windowed delivery check looks at messages *sent* in [start, end) and is read once every one of
 them has had its chance: `cutoff` is when it is read, and a message not delivered by then counts
@@ -21,9 +21,17 @@ from pushctl.actions.status import live_status
 from pushctl.contract.topology import Inventory
 from pushctl.control import PlatformClient
 from pushctl.errors import PushctlError
-from pushctl.experiments.model import INSTANT_MEASURES, DeliveryCheck, Measure, MetricCheck, StatusCheck
+from pushctl.experiments.model import (
+    INSTANT_MEASURES,
+    DeliveryCheck,
+    Measure,
+    MetricCheck,
+    PromqlCheck,
+    StatusCheck,
+)
 from pushctl.probe.ledger import Counts, LedgerSummary
 from pushctl.probe.probe import Probe
+from pushctl.promql import instant_query, numbers, prometheus_url
 
 
 @dataclass
@@ -31,7 +39,7 @@ class CheckResult:
     """One evaluation of one check. `timing`: a slow rig could make it fail (see model.TIMING_MEASURES)."""
 
     title: str
-    kind: str  # delivery | status | metric
+    kind: str  # delivery | status | metric | promql
     tolerance: str
     value: Any
     ok: bool
@@ -91,10 +99,11 @@ def status_value(data: Any, path: str) -> Any:
 class Measurer:
     """Reads the probe and the platform for checks."""
 
-    def __init__(self, inv: Inventory, api: PlatformClient, probe: Probe) -> None:
+    def __init__(self, inv: Inventory, api: PlatformClient, probe: Probe, *, prometheus: str | None = None) -> None:
         self.inv = inv
         self.api = api
         self.probe = probe
+        self.prometheus = prometheus  # --prometheus URL; None: the inventory's own
         self.baselines: dict[tuple[str, str, tuple[tuple[str, str], ...]], float | None] = {}
 
     async def take_baselines(self, checks: list[Any]) -> None:
@@ -245,13 +254,41 @@ class Measurer:
             check.title(), "metric", check.tolerance.describe(), value, ok, detail, now, now - 1.0, now, check.timing
         )
 
+    async def promql(self, check: PromqlCheck) -> CheckResult:
+        value, ok, detail = await evaluate_promql(check, self.inv, self.prometheus)
+        now = time.time()
+        return CheckResult(
+            check.title(), "promql", check.tolerance.describe(), value, ok, detail, now, now - 1.0, now, check.timing
+        )
+
     async def now(self, check: Any, *, since: float, until: float, cutoff: float) -> CheckResult:
         """Any check: a delivery check over [since, until), the others read right now."""
         if isinstance(check, DeliveryCheck):
             return self.delivery(check, since=since, until=until, cutoff=cutoff)
         if isinstance(check, StatusCheck):
             return await self.status(check)
+        if isinstance(check, PromqlCheck):
+            return await self.promql(check)
         return await self.metric(check)
+
+
+async def evaluate_promql(check: PromqlCheck, inv: Inventory | None, url: str | None) -> tuple[Any, bool, str]:
+    """(value, ok, detail) of a PromQL check: every series must hold; no data fails, saying so."""
+    want = check.tolerance.describe()
+    try:
+        samples = await instant_query(prometheus_url(inv, url), check.promql)
+    except PushctlError as exc:
+        return None, False, f"promql {check.promql} = ? (want {want}): {exc.message}"
+    values = numbers(samples)
+    if not values:
+        why = "NaN (no traffic in its window?)" if samples else "no data (no such series, or nothing scraped yet)"
+        return None, False, f"promql {check.promql} = {why} (want {want})"
+    bad = [s for s in values if not check.tolerance.holds(s.value)]
+    shown = bad or values
+    value: Any = shown[0].value if len(values) == 1 else {s.describe(): s.value for s in values}
+    listed = ", ".join(s.describe() for s in shown[:4]) + (" ..." if len(shown) > 4 else "")
+    verdict = f"{len(bad)} of {len(values)} series break it: " if bad and len(values) > 1 else ""
+    return value, not bad, f"promql {check.promql} = {verdict}{listed} (want {want})"
 
 
 def select_counts(summary: LedgerSummary, check: DeliveryCheck) -> Counts | None:

@@ -235,6 +235,22 @@ class MetricCheck(_Model):
         return self.name or f"{self.service} {what} {self.tolerance.describe()}"
 
 
+class PromqlCheck(_Model):
+    """A PromQL expression evaluated now by Prometheus (the stack's, or `--prometheus URL`).
+
+    Every series of the result must hold the tolerance; an empty result (or NaN: a ratio of no
+    traffic) fails, so a counter that stopped counting cannot pass as "nothing wrong".
+    """
+
+    name: str | None = None
+    promql: str = Field(min_length=1, description="an instant-vector or scalar PromQL expression")
+    tolerance: Tolerance
+    timing: bool = False  # the platform's own metrics, not the rig's
+
+    def title(self) -> str:
+        return self.name or f"promql {self.promql} {self.tolerance.describe()}"
+
+
 def _key_tag(*keys: str) -> Any:
     def pick(value: Any) -> str | None:
         if isinstance(value, dict):
@@ -244,13 +260,17 @@ def _key_tag(*keys: str) -> Any:
     return pick
 
 
-_CHECK_KEYS = ("measure", "status", "metric")
-_CHECK_ERROR = "a check names one of: measure (probe), status (platform state), metric (Prometheus)"
+_CHECK_KEYS = ("measure", "status", "metric", "promql")
+_CHECK_ERROR = (
+    "a check names one of: measure (probe), status (platform state), metric (a service's /metrics),"
+    " promql (a Prometheus query)"
+)
 
 Check = Annotated[
     Annotated[DeliveryCheck, Tag("measure")]
     | Annotated[StatusCheck, Tag("status")]
-    | Annotated[MetricCheck, Tag("metric")],
+    | Annotated[MetricCheck, Tag("metric")]
+    | Annotated[PromqlCheck, Tag("promql")],
     Discriminator(_key_tag(*_CHECK_KEYS), custom_error_type="check_kind", custom_error_message=_CHECK_ERROR),
 ]
 
@@ -645,6 +665,12 @@ class Experiment(_Model):
             if self.cohorts is None:
                 raise ValueError(f"method[{i}] ({action}): cohort: experiment needs a cohorts: section")
         return self
+
+    @property
+    def uses_promql(self) -> bool:
+        """Whether a check asks Prometheus (so the run needs one to ask)."""
+        probes = [s.probe for s in self.method if isinstance(s, ProbeStep)]
+        return any(isinstance(c, PromqlCheck) for c in [*self.steady_state.probes, *probes])
 
 
 def step_label(step: object) -> str:

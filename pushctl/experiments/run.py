@@ -83,6 +83,7 @@ class RunSettings:
     journal_path: Path | None = None
     on_update: Callable[[LiveState], None] | None = None  # the live view
     batch: str | None = None  # one `experiment run` of several files: its runs share this (the trend's points)
+    prometheus: str | None = None  # promql checks ask this Prometheus; None: the inventory's own
 
 
 @dataclass
@@ -298,7 +299,7 @@ class ExperimentRun:
         self.live.probe = self.probe
         await self.probe.start()
         assert self.api is not None  # noqa: S101 - set before the probe starts
-        self.measurer = Measurer(self.inv, self.api, self.probe)
+        self.measurer = Measurer(self.inv, self.api, self.probe, prometheus=self.settings.prometheus)
         timeline = Timeline(self.measurer, self.journal, settle=p.grace)
         self.timeline = timeline
         task = asyncio.create_task(timeline.run(), name="experiment-timeline")

@@ -26,7 +26,14 @@ FORBIDDEN = {
     "--show-completion": "not a runbook step",
 }
 # Commands that change nothing: verify may re-run them until a `within` expectation holds.
-READ_ONLY = {("status",), ("fault", "list"), ("stack", "status"), ("runbook", "list"), ("runbook", "show")}
+READ_ONLY = {
+    ("status",),
+    ("fault", "list"),
+    ("stack", "status"),
+    ("runbook", "list"),
+    ("runbook", "show"),
+    ("slo", "query"),
+}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ class Role(StrEnum):
     REDIS = "redis"
     KAFKA = "kafka"
     SERVICE = "service"
+    PROMETHEUS = "prometheus"
 
 
 # start order: proxies first (every link goes through them), storage, then push services by dependency
@@ -36,7 +37,7 @@ _SERVICE_ORDER = [
 
 @dataclass(frozen=True)
 class Component:
-    """One thing the runtime runs: a Toxiproxy server, a Redis, Kafka or a push service."""
+    """One thing the runtime runs: a Toxiproxy server, a Redis, Kafka, a push service or Prometheus."""
 
     name: str
     role: Role
@@ -53,8 +54,8 @@ class Component:
         return self.ports[0]
 
 
-def components(inv: Inventory) -> list[Component]:
-    """Every component of the inventory, in start order."""
+def components(inv: Inventory, *, prometheus: bool = True) -> list[Component]:
+    """Every component of the inventory, in start order (Prometheus last, when asked for and configured)."""
     out: list[Component] = []
     for name, tp in inv.toxiproxy.items():
         out.append(Component(name, Role.TOXIPROXY, "toxiproxy", tp.host, (tp.port,), 0, tp.managed))
@@ -69,6 +70,10 @@ def components(inv: Inventory) -> list[Component]:
         for name, svc in inv.services.items():
             if svc.kind == kind and kind in PUSH_SERVICE_KINDS:
                 out.append(Component(name, Role.SERVICE, kind.value, svc.host, svc.listen_ports, stage, svc.managed))
+    if prometheus and inv.prometheus is not None:
+        prom = inv.prometheus
+        stage = len(_SERVICE_ORDER) + 2
+        out.append(Component("prometheus", Role.PROMETHEUS, "prometheus", prom.host, (prom.port,), stage, prom.managed))
     return out
 
 
@@ -107,8 +112,9 @@ def redis_argv(binary: Path, comp: Component, data_dir: Path) -> list[str]:
 
 def toxiproxy_argv(binary: Path, comp: Component) -> list[str]:
     """`-runtime-metrics`: the Go runtime's gauges (goroutines, heap in use) on the API's /metrics, which
-    tell a leak from the allocator keeping freed memory after a burst (RSS alone cannot)."""
-    return [str(binary), "-host", comp.host, "-port", str(comp.port), "-runtime-metrics"]
+    tell a leak from the allocator keeping freed memory after a burst (RSS alone cannot).
+    `-proxy-metrics`: bytes per link and direction, so Prometheus sees a link go quiet under a fault."""
+    return [str(binary), "-host", comp.host, "-port", str(comp.port), "-runtime-metrics", "-proxy-metrics"]
 
 
 def service_argv(comp: Component, inventory_path: str) -> list[str]:

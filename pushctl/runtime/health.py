@@ -21,7 +21,13 @@ from pushctl.runtime import kafka
 from pushctl.runtime.components import Component, Role
 
 # how long a component may take to become healthy after it starts (Kafka's JVM is the slowest)
-HEALTH_TIMEOUT_S = {Role.TOXIPROXY: 15.0, Role.REDIS: 20.0, Role.KAFKA: 90.0, Role.SERVICE: 30.0}
+HEALTH_TIMEOUT_S = {
+    Role.TOXIPROXY: 15.0,
+    Role.REDIS: 20.0,
+    Role.KAFKA: 90.0,
+    Role.SERVICE: 30.0,
+    Role.PROMETHEUS: 30.0,
+}
 
 
 async def check(inv: Inventory, comp: Component, *, timeout: float = 2.0) -> tuple[bool, str]:
@@ -38,6 +44,8 @@ async def check(inv: Inventory, comp: Component, *, timeout: float = 2.0) -> tup
 async def _check(inv: Inventory, comp: Component, timeout: float) -> tuple[bool, str]:
     if comp.role == Role.TOXIPROXY:
         return await _http_ok(f"http://{comp.host}:{comp.port}/version", timeout)
+    if comp.role == Role.PROMETHEUS:
+        return await _http_ok(f"http://{comp.host}:{comp.port}/-/ready", timeout)
     if comp.role == Role.REDIS:
         client = aioredis.Redis(
             host=comp.host,

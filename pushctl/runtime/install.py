@@ -4,6 +4,7 @@
   `go install github.com/Shopify/toxiproxy/v2/cmd/server@v<version>` with the version stamped in.
 - Apache Kafka: pinned Maven Central jars (see `pushctl.runtime.kafka`).
 - Redis: `redis-server` from PATH, else Debian's `redis-server` package via apt-get.
+- Prometheus: Debian's package, pinned, unpacked into the cache (see `pushctl.runtime.prometheus`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pushctl.errors import ComponentFailed, MissingToolchain
-from pushctl.runtime import kafka
+from pushctl.runtime import kafka, prometheus
 
 TOXIPROXY_VERSION = "2.12.0"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2"
@@ -31,6 +32,7 @@ class Installed:
     toxiproxy_server: Path
     redis_server: Path
     kafka_libs: Path | None  # None when Kafka is external
+    prometheus: Path | None = None  # None when the inventory runs no Prometheus of its own
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -124,7 +126,9 @@ def ensure_redis(log: Log) -> Path:
     return Path(found)
 
 
-def install_all(cache: Path, log: Log, *, need_kafka: bool = True, need_redis: bool = True) -> Installed:
+def install_all(
+    cache: Path, log: Log, *, need_kafka: bool = True, need_redis: bool = True, need_prometheus: bool = True
+) -> Installed:
     """Install whatever is missing; fast when everything is there already."""
     cache.mkdir(parents=True, exist_ok=True)
     toxiproxy = ensure_toxiproxy(cache, log)
@@ -135,4 +139,5 @@ def install_all(cache: Path, log: Log, *, need_kafka: bool = True, need_redis: b
         if not kafka.kafka_installed(cache):
             log(f"installing Apache Kafka {kafka.KAFKA_VERSION} jars from Maven Central ...")
         libs = kafka.install_kafka(cache, log)
-    return Installed(toxiproxy_server=toxiproxy, redis_server=redis, kafka_libs=libs)
+    prom = prometheus.ensure_prometheus(cache, log) if need_prometheus else None
+    return Installed(toxiproxy_server=toxiproxy, redis_server=redis, kafka_libs=libs, prometheus=prom)

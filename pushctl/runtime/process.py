@@ -23,7 +23,7 @@ from pathlib import Path
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
 from pushctl.faults import links as fault_links
-from pushctl.runtime import health, kafka
+from pushctl.runtime import health, kafka, prometheus
 from pushctl.runtime.base import ComponentStatus, Log, Runtime, StackStatus, ensure_kafka_topics
 from pushctl.runtime.components import Component, Role, components, redis_argv, service_argv, toxiproxy_argv
 from pushctl.runtime.install import Installed, install_all
@@ -81,6 +81,7 @@ class ProcessRuntime(Runtime):
             self.log,
             need_kafka=any(c.role == Role.KAFKA and c.managed for c in self.components),
             need_redis=any(c.role == Role.REDIS and c.managed for c in self.components),
+            need_prometheus=any(c.role == Role.PROMETHEUS and c.managed for c in self.components),
         )
         for sub in ("pids", "logs", "data"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ class ProcessRuntime(Runtime):
             )
             await ensure_kafka_topics(self.inv, self.components)
             await self._start_stage([c for c in self.components if c.role == Role.SERVICE], installed, deadline)
+            await self._start_stage([c for c in self.components if c.role == Role.PROMETHEUS], installed, deadline)
         except BaseException:
             if self._started:
                 self.log(f"stopping what this run started: {', '.join(self._started)}")
@@ -130,6 +132,11 @@ class ProcessRuntime(Runtime):
             assert installed.kafka_libs is not None  # noqa: S101 - install_all installs Kafka when it is managed
             argv, extra = kafka.prepare_kafka(self.inv, comp.name, data, installed.kafka_libs)
             env.update(extra)
+        elif comp.role == Role.PROMETHEUS:
+            assert installed.prometheus is not None  # noqa: S101 - install_all installs it when it is managed
+            assert self.inv.prometheus is not None  # noqa: S101 - the component exists only when configured
+            prometheus.write_config(self.inv, self.inv.prometheus, data)
+            argv = prometheus.prometheus_argv(installed.prometheus, self.inv.prometheus, data)
         else:
             argv = service_argv(comp, self.inv.source)
         log_file = self.log_path(comp.name)
@@ -272,6 +279,7 @@ class ProcessRuntime(Runtime):
             self.log,
             need_kafka=comp.role == Role.KAFKA,
             need_redis=comp.role == Role.REDIS,
+            need_prometheus=comp.role == Role.PROMETHEUS,
         )
         await asyncio.to_thread(self._spawn, comp, installed)
         await self._wait_healthy(comp, time.monotonic() + health.HEALTH_TIMEOUT_S[comp.role])

@@ -420,7 +420,14 @@ def test_every_component_gets_one_uniquely_named_labelled_container(inv: Invento
     for s in specs:
         assert s.labels[spec.LABEL_STACK] == inv.name and s.labels[spec.LABEL_COMPONENT] == s.component
     by_name = {s.component: s for s in specs}
-    assert by_name["tp-north"].command[-5:] == ("-host", "127.0.0.1", "-port", "17474", "-runtime-metrics")
+    assert by_name["tp-north"].command[-6:] == (
+        "-host",
+        "127.0.0.1",
+        "-port",
+        "17474",
+        "-runtime-metrics",
+        "-proxy-metrics",
+    )
     assert by_name["tp-north"].volume is None
     assert "--appendonly" in by_name["redis-store"].command and "/data" in by_name["redis-store"].command
     access = by_name["access"]

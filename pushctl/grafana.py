@@ -1,0 +1,151 @@
+"""A Grafana dashboard generated from the documented metrics and the SLI recording rules.
+
+Grafana is not installed here; its dashboard is JSON, so it is generated and its queries are tested
+against the live Prometheus instead (tests/integration/test_prometheus.py). One row for the SLIs
+(`stack/prometheus/recording.yml`), then one row per metric table of `docs/*.md`, one panel a metric:
+
+    python -m pushctl.grafana          # writes stack/prometheus/grafana/pushstack.json
+
+A test checks that the committed file equals `dashboard_text()`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pushctl.contract.resources import resource
+
+DASHBOARD_FILE = resource("stack/prometheus/grafana/pushstack.json")
+DOCS_DIR = resource("docs")
+RECORDING_FILE = resource("stack/prometheus/recording.yml")
+_METRIC = re.compile(r"`(pushstack_[a-z0-9_]+)(?:\{([a-z_, ]+)\})?`")
+_LABEL = re.compile(r"`([a-z_][a-z0-9_]*)`")
+_TITLE = re.compile(r"^(?:#{2,3}\s+(.+?)|\*\*(.+?)\*\*.*)$")
+_WIDTH, _HEIGHT, _PER_ROW = 8, 7, 3
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of a documented metric table."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    meaning: str
+    section: str
+
+    def query(self) -> str:
+        """The panel's PromQL: rates for counters, p99 for histograms, gauges as they are."""
+        by = f" by ({', '.join(self.labels)})" if self.labels else ""
+        if self.kind == "counter":
+            return f"sum{by} (rate({self.name}[1m]))"
+        if self.kind == "histogram":
+            return f"histogram_quantile(0.99, sum by (le) (rate({self.name}_bucket[1m])))"
+        return self.name
+
+
+def documented_metrics(docs_dir: Path = DOCS_DIR) -> list[Metric]:
+    """Every row of the `| metric | type | ...` tables of `docs/*.md`, in file order."""
+    out: list[Metric] = []
+    for path in sorted(docs_dir.glob("*.md")):
+        section, header = path.stem, None
+        for line in path.read_text(encoding="utf-8").splitlines():
+            title = _TITLE.match(line.strip())
+            if title:
+                section = (title.group(1) or title.group(2)).replace("`", "").strip()
+                continue
+            if not line.lstrip().startswith("|"):
+                header = None
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] == "metric" and len(cells) > 1 and cells[1] == "type":
+                header = cells
+                continue
+            found = _METRIC.match(cells[0]) if header else None
+            if header is None or found is None:
+                continue
+            row = dict(zip(header, cells, strict=False))
+            labels = [x.strip() for x in (found.group(2) or "").split(",") if x.strip()]
+            labels += _LABEL.findall(row.get("labels", ""))
+            out.append(Metric(found.group(1), row["type"], tuple(labels), row.get("meaning", ""), section))
+    return out
+
+
+def recorded_slis(path: Path = RECORDING_FILE) -> list[str]:
+    """The names of the SLI recording rules, in file order."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [r["record"] for g in doc["groups"] for r in g["rules"] if "record" in r]
+
+
+def _panel(pid: int, title: str, expr: str, description: str, at: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"x": at[0], "y": at[1], "w": _WIDTH, "h": _HEIGHT},
+        "targets": [{"refId": "A", "expr": expr, "datasource": {"type": "prometheus", "uid": "${datasource}"}}],
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard: an SLI row, then a row per documented metric table."""
+    rows: dict[str, list[tuple[str, str, str]]] = {
+        "Delivery SLIs (stack/prometheus/recording.yml)": [(r, r, "recording rule") for r in recorded_slis()]
+    }
+    for m in documented_metrics():
+        rows.setdefault(m.section, []).append((m.name, m.query(), f"{m.kind}: {m.meaning}"))
+    panels: list[dict[str, Any]] = []
+    y, pid = 0, 1
+    for title, items in rows.items():
+        panels.append(
+            {"id": pid, "type": "row", "title": title, "collapsed": False, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}}
+        )
+        pid, y = pid + 1, y + 1
+        for i, (name, expr, description) in enumerate(items):
+            at = ((i % _PER_ROW) * _WIDTH, y + (i // _PER_ROW) * _HEIGHT)
+            panels.append(_panel(pid, name, expr, description, at))
+            pid += 1
+        y += -(-len(items) // _PER_ROW) * _HEIGHT
+    return {
+        "uid": "pushctl-pushstack",
+        "title": "pushctl: push stack",
+        "description": "Generated by `python -m pushctl.grafana` from docs/*.md and stack/prometheus/recording.yml",
+        "tags": ["pushctl"],
+        "schemaVersion": 39,
+        "editable": True,
+        "refresh": "5s",
+        "time": {"from": "now-15m", "to": "now"},
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
+        },
+        "panels": panels,
+    }
+
+
+def dashboard_text() -> str:
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+def panel_queries(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query of a dashboard document."""
+    return [(p["title"], t["expr"]) for p in doc["panels"] if p.get("type") != "row" for t in p.get("targets", [])]
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else DASHBOARD_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dashboard_text(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
