@@ -95,6 +95,14 @@ class AccessTier(PushService):
             "pushstack_access_failovers_total", "Requests re-sent to another gateway.", ("to",)
         )
         self.m_switches = self.counter("pushstack_access_storage_switches_total", "Storage mode changes.", ("to",))
+        # every label value known up front is exported at 0 from the start: a rate() over it, a
+        # dashboard panel or an alert reads a number on a healthy platform instead of "no data"
+        for idc in self.inv.idcs:
+            self.m_failovers.labels(idc)
+        for mode_ in ("redis", "fallback"):
+            self.m_switches.labels(mode_)
+        for topic in (TOPIC_BUFFER, TOPIC_GROUP_PAYLOADS):
+            self.m_kafka_err.labels(topic)
         self.m_seconds = self.histogram(
             "pushstack_access_request_seconds",
             "Time to answer a push request.",

@@ -469,6 +469,8 @@ class Broker(PushService):
         self._m_disconnects = self.counter("pushstack_broker_disconnects_total", "Authenticated connections closed")
         self._m_replaced = self.counter("pushstack_broker_replaced_total", "Connections replaced by a newer one")
         self._m_refused = self.counter("pushstack_broker_refused_total", "Connections refused", ("reason",))
+        for reason in ("draining", "over_limit", "auth_timeout", "bad_frame", "unauthorized"):
+            self._m_refused.labels(reason)  # exported at 0 from the start: dashboards read a number
         self._m_pushes = self.counter("pushstack_broker_pushes_total", "Push frames written")
         self._m_acks = self.counter("pushstack_broker_acks_total", "Ack frames received")
         self._m_offline = self.counter("pushstack_broker_deliver_offline_total", "Messages for absent devices")

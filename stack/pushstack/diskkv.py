@@ -83,6 +83,8 @@ class DiskKV(PushService):
             (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
         )
         self.m_reads = self.counter("pushstack_diskkv_reads_total", "Reads by result.", ("result",))
+        for result in ("hit", "miss"):
+            self.m_reads.labels(result)  # exported at 0 from the start: dashboards read a number
         self.m_errors = self.counter("pushstack_diskkv_errors_total", "Failed transactions.")
 
     def routes(self) -> None:

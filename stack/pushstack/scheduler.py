@@ -86,6 +86,8 @@ class Scheduler(PushService):
         self._m_auto_actions = self.counter(
             "pushstack_scheduler_auto_actions_total", "Auto drains issued and withdrawn", ("action",)
         )
+        for action in ("drain", "withdraw"):
+            self._m_auto_actions.labels(action)  # exported at 0 from the start: dashboards read a number
         self._m_push_errors = self.counter("pushstack_scheduler_push_errors_total", "Failed policy pushes", ("target",))
         self._m_persist_errors = self.counter(
             "pushstack_scheduler_persist_errors_total", "Failed reads/writes of the persisted set"
