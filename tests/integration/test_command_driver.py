@@ -8,7 +8,9 @@ onto the session stack's) and runs the real CLI with it; planted defects are edi
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -153,3 +155,39 @@ def test_a_verb_the_inventory_does_not_define_is_refused_before_anything_runs(st
     assert proc.returncode == 2, proc.stderr
     assert "command driver" in proc.stderr and "Traceback" not in proc.stderr
     assert set((cmd.run_dir / "journal").glob("*.json")) == before  # nothing journaled, nothing applied
+
+
+def test_abort_of_a_stuck_drain_replays_its_journaled_undo_command(stack: Stack, tmp_path: Path) -> None:
+    """`pushctl abort` from a second terminal: the drain is wedged (SIGSTOP), so abort kills it and runs the
+    curl undo command its journal holds; the platform is back at the driver's baseline."""
+    cmd = command_stack(stack, tmp_path)
+    args = ["drain", "--region", "north", "--spread", "30s", "--devices", "30", "--rate", "20", *cmd.confirm]
+    started = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pushctl.cli.main", "--inventory", cmd.inventory.source, *args],
+        env=cmd.env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        applied = False
+        while not applied and time.time() - started < 30:
+            paths = (cmd.run_dir / "journal").glob("*-drain-*.json")
+            applied = any(
+                (e := json.loads(p.read_text()))["created_at"] >= started and e["status"] == "applied" for p in paths
+            )
+            time.sleep(0.2)
+        assert applied, "the drain never reached 'applied'"
+        os.kill(proc.pid, signal.SIGSTOP)
+        aborted = cmd.pushctl("abort", "--json", "--timeout", "10ms", timeout=240)
+        assert aborted.returncode == 0, aborted.stderr[-2000:]
+        report = json.loads(aborted.stdout)
+        assert [(s["pid"], s["how"]) for s in report["stopped"]] == [(proc.pid, "killed")]
+        (done,) = report["recovered"]
+        assert done["ok"] and "drain undo command ran" in done["steps"][0]["detail"], done
+        wait_baseline(cmd)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
