@@ -83,18 +83,36 @@ def _check_bounds(max_recovery_s: float) -> float:
 class _ConnectionAction(Action):
     """What the three faults share: a watch on the region's devices and the platform's counters."""
 
-    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float, cohort: str | None = None) -> None:
+    def __init__(
+        self,
+        inv: Inventory,
+        region: str,
+        *,
+        max_recovery_s: float,
+        cohort: str | None = None,
+        cohort_share: float | None = None,
+    ) -> None:
         self.region = check_region(inv, region)
-        # with a cohort: only the experiment cohort's device link, and only its devices are watched
-        self.cohort = cohort
-        self.link = (inv.cohort_link(region) if cohort else inv.device_link(region)).name
+        # with a cohort: only the experiment cohort's device link, and only its devices are watched.
+        # `cohort_share` (the CLI's --cohort): the action splits its own probe and compares the cohorts
+        self.cohort_share = cohort_share
+        self.cohort = "experiment" if cohort_share is not None else cohort
+        self.link = (inv.cohort_link(region) if self.cohort else inv.device_link(region)).name
         self.max_recovery_s = _check_bounds(max_recovery_s)
         self.watch: ReconnectWatch | None = None
         self.sampler: MetricSampler | None = None
         self.broker_before: int | None = None
+        self.began_at = 0.0
+
+    def _cohort_hints(self) -> dict[str, Any]:
+        return {} if self.cohort_share is None else {"cohort_share": self.cohort_share}
+
+    def _cohort_params(self) -> dict[str, Any]:
+        return {} if self.cohort_share is None else {"cohort": f"{self.cohort_share * 100:g}%"}
 
     async def _begin(self, ctx: ActionContext) -> None:
         """Before the fault: who is on the region, and the counters' starting point."""
+        self.began_at = time.time()
         if ctx.probe is not None:
             only = None
             if self.cohort is not None:
@@ -122,6 +140,12 @@ class _ConnectionAction(Action):
         if self.watch is not None:
             out.update(self.watch.measurements())
             out["cohorts"] = cohort_ledgers(self.watch, until=time.time() - CUTOFF_AGE_S)
+        if self.cohort_share is not None and ctx.probe is not None:
+            from pushctl.experiments.cohorts import compare
+
+            cmp = compare(ctx.probe, since=self.began_at, until=time.time() - CUTOFF_AGE_S, confidence=0.95)
+            out["cohort_comparison"] = cmp.to_json()
+            out["fault_cost"] = cmp.verdict()
         return out
 
     async def _stop_sampling(self) -> None:
@@ -134,13 +158,24 @@ class Storm(_ConnectionAction):
 
     name = "storm"
 
-    def __init__(self, inv: Inventory, region: str, *, max_recovery_s: float = 20.0, cohort: str | None = None) -> None:
-        super().__init__(inv, region, max_recovery_s=max_recovery_s, cohort=cohort)
+    def __init__(
+        self,
+        inv: Inventory,
+        region: str,
+        *,
+        max_recovery_s: float = 20.0,
+        cohort: str | None = None,
+        cohort_share: float | None = None,
+    ) -> None:
+        super().__init__(inv, region, max_recovery_s=max_recovery_s, cohort=cohort, cohort_share=cohort_share)
         self.timeout_s = max_recovery_s + 10
         self.spec = plan_link_down(inv, self.link)
 
     def params(self) -> dict[str, Any]:
-        return {"region": self.region, "max_recovery": f"{self.max_recovery_s:g}s"}
+        return {"region": self.region, "max_recovery": f"{self.max_recovery_s:g}s", **self._cohort_params()}
+
+    def probe_hints(self) -> dict[str, Any]:
+        return self._cohort_hints()
 
     def plan(self) -> list[PlanStep]:
         return [
@@ -199,6 +234,7 @@ class ConnectionFault(_ConnectionAction):
         max_recovery_s: float | None = None,
         keepalive_s: float = 1.0,
         cohort: str | None = None,
+        cohort_share: float | None = None,
     ) -> None:
         if mode not in ("drop", "half-open"):
             raise UsageError(f"unknown connection fault {mode!r}; valid: drop, half-open")
@@ -209,7 +245,7 @@ class ConnectionFault(_ConnectionAction):
         if not 0.1 <= keepalive_s <= 300:
             raise UsageError("--keepalive must be between 0.1s and 300s")
         recovery = max_recovery_s if max_recovery_s is not None else (duration_s if mode == "half-open" else 15.0)
-        super().__init__(inv, region, max_recovery_s=recovery, cohort=cohort)
+        super().__init__(inv, region, max_recovery_s=recovery, cohort=cohort, cohort_share=cohort_share)
         self.mode: Mode = "drop" if mode == "drop" else "half-open"
         self.name = "drop-connections" if self.mode == "drop" else "half-open-connections"
         self.share = share
@@ -230,12 +266,12 @@ class ConnectionFault(_ConnectionAction):
         if self.mode == "half-open":
             out["duration"] = f"{self.duration_s:g}s"
         out["max_recovery"] = f"{self.max_recovery_s:g}s"
-        return out
+        return out | self._cohort_params()
 
     def probe_hints(self) -> dict[str, Any]:
         # half-open: only a keepalive notices silence; drop: a reset_peer fires on a connection's next
         # data, so every live connection must send some (a ping) while the toxic is there
-        return {"keepalive": self.keepalive_s}
+        return {"keepalive": self.keepalive_s, **self._cohort_hints()}
 
     def plan(self) -> list[PlanStep]:
         pct = f"{self.share * 100:g}%"

@@ -197,6 +197,26 @@ RecoveryOpt = Annotated[
     str | None,
     typer.Option("--max-recovery", help="Every affected device must be back within this (default: per fault)."),
 ]
+CohortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cohort",
+        metavar="SHARE",
+        help="Fault only an experiment cohort: this share of the probe's devices reaches the region through "
+        "its own device link and takes the fault, the rest are the control cohort; report what the fault cost "
+        "(the difference, with a 95% confidence interval).",
+    ),
+]
+
+
+def _cohort_share(text: str | None) -> float | None:
+    """--cohort SHARE as a fraction strictly between 0 and 1 (both cohorts need devices)."""
+    if text is None:
+        return None
+    share = parse_share(text, what="--cohort")
+    if share >= 1:
+        raise UsageError("--cohort must leave a control cohort: less than 100%")
+    return share
 
 
 @app.command()
@@ -217,6 +237,7 @@ def connections(
         str, typer.Option("--keepalive", help="Probe devices ping this often (how they notice silence).")
     ] = "1s",
     max_recovery: RecoveryOpt = None,
+    cohort: CohortOpt = None,
 ) -> Action:
     """Drop a random share of a region's live device connections, or leave a share half-open; report who
     was hit, when every one was back, the reconnection load and delivery to them; roll back."""
@@ -232,13 +253,14 @@ def connections(
         duration_s=parse_duration(duration, what="--duration"),
         max_recovery_s=parse_duration(max_recovery, what="--max-recovery") if max_recovery else None,
         keepalive_s=parse_duration(keepalive, what="--keepalive"),
+        cohort_share=_cohort_share(cohort),
     )
 
 
 @app.command()
 @action_command(slo=90.0)
-def storm(ctx: typer.Context, region: RegionOpt, max_recovery: RecoveryOpt = None) -> Action:
+def storm(ctx: typer.Context, region: RegionOpt, max_recovery: RecoveryOpt = None, cohort: CohortOpt = None) -> Action:
     """Disconnect every device of a region at once (a reconnect storm); report when all were back, the
     peak dispatcher requests/s and broker handshakes/s, refusals and delivery; roll back."""
     recovery = parse_duration(max_recovery, what="--max-recovery") if max_recovery else 20.0
-    return Storm(state(ctx).inventory, region, max_recovery_s=recovery)
+    return Storm(state(ctx).inventory, region, max_recovery_s=recovery, cohort_share=_cohort_share(cohort))

@@ -124,25 +124,34 @@ def scrape_config(inv: Inventory, prom: PrometheusServer, rule_files: list[str])
     }
 
 
-def write_config(inv: Inventory, prom: PrometheusServer, data: Path) -> Path:
-    """Write prometheus.yml and copies of the shipped rule files into `data`; return the config's path."""
-    rule_files = []
+CONFIG_FILE = "prometheus.yml"
+
+
+def config_files(inv: Inventory, prom: PrometheusServer) -> dict[str, str]:
+    """prometheus.yml and the shipped rule files, by file name: they go side by side in one directory
+    (the config names the rule files relative to itself), on disk or into a container."""
+    files = {}
     for name in RULE_FILES:
         source = RULES_DIR / name
         if not source.is_file():
             raise ComponentFailed(f"{source}: rule file missing (a wheel built without stack/prometheus?)")
-        shutil.copyfile(source, data / name)
-        rule_files.append(name)
-    config = data / "prometheus.yml"
-    config.write_text(yaml.safe_dump(scrape_config(inv, prom, rule_files), sort_keys=False))
-    return config
+        files[name] = source.read_text()
+    files[CONFIG_FILE] = yaml.safe_dump(scrape_config(inv, prom, list(RULE_FILES)), sort_keys=False)
+    return files
 
 
-def prometheus_argv(binary: Path, prom: PrometheusServer, data: Path) -> list[str]:
+def write_config(inv: Inventory, prom: PrometheusServer, data: Path) -> Path:
+    """Write prometheus.yml and copies of the shipped rule files into `data`; return the config's path."""
+    for name, text in config_files(inv, prom).items():
+        (data / name).write_text(text)
+    return data / CONFIG_FILE
+
+
+def prometheus_argv(binary: Path, prom: PrometheusServer, data: Path, config_dir: Path | None = None) -> list[str]:
     """Bound to the inventory's host (127.0.0.1), TSDB in the run directory, short retention."""
     return [
         str(binary),
-        f"--config.file={data / 'prometheus.yml'}",
+        f"--config.file={(config_dir or data) / CONFIG_FILE}",
         f"--web.listen-address={prom.host}:{prom.port}",
         f"--storage.tsdb.path={data / 'tsdb'}",
         f"--storage.tsdb.retention.time={prom.retention}",

@@ -90,6 +90,25 @@ def test_half_open_is_noticed_and_the_broker_keeps_no_ghost(stack: Stack) -> Non
     wait_baseline(stack)
 
 
+def test_a_cohort_storm_hits_only_the_experiment_cohort_and_says_what_it_cost(stack: Stack) -> None:
+    code, data = run_json(stack, "fault", "storm", "--region", "south", "--cohort", "50%", *PROBE)
+    assert code == 0, data["verdict"]
+    m = assert_connection_report(data)
+    assert m["link"] == "device-south-x" and data["rollback"][0]["step"] == "bring link device-south-x up"
+    # only the experiment cohort's devices on south lost their connection: the control half stayed on
+    assert m["affected"] == m["devices_on_region"] and m["broker_connections_before"] > m["affected"]
+    cmp = m["cohort_comparison"]
+    assert cmp["control"]["devices"] + cmp["experiment"]["devices"] == 90 and cmp["control"]["sent"] > 0
+    lo, hi = cmp["cost_ci"]
+    assert lo <= cmp["cost_points"] <= hi and m["fault_cost"].startswith("the fault cost ")
+    wait_baseline(stack)
+
+
+def test_a_cohort_must_leave_a_control_cohort(stack: Stack) -> None:
+    proc = stack.pushctl("fault", "storm", "--region", "south", "--cohort", "100%", *stack.confirm)
+    assert proc.returncode == 2 and "less than 100%" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_storm_dry_run_changes_nothing(stack: Stack) -> None:
     code, data = run_json(stack, "fault", "storm", "--region", "north", "--dry-run")
     assert code == 0

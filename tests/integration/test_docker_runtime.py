@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import docker  # type: ignore[import-untyped, unused-ignore]
+import httpx
 import pytest
 
 from pushctl.contract.derive import derived_inventory
@@ -162,6 +163,17 @@ def test_every_component_runs_in_its_own_labelled_container_and_is_healthy(dstac
         labels = dstack.container(comp["name"]).labels
         assert labels[spec.LABEL_STACK] == NAME and labels[spec.LABEL_COMPONENT] == comp["name"]
     assert len(dstack.leftovers()["containers"]) >= len(names)
+    assert "prometheus" in names  # in a container of its own too, scraping every service and Toxiproxy
+    prom = dstack.inventory.prometheus
+    assert prom is not None
+    deadline = time.monotonic() + 30
+    while True:
+        targets = httpx.get(f"{prom.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
+        if targets and not down:
+            break
+        assert time.monotonic() < deadline, f"Prometheus targets not up: {down or 'none'}"
+        time.sleep(1)
 
 
 def test_a_second_up_is_idempotent(dstack: DockerStack) -> None:

@@ -434,6 +434,12 @@ def test_every_component_gets_one_uniquely_named_labelled_container(inv: Invento
     assert access.image_target == "services"
     assert access.command[-3:] == ("access", "--inventory", "/etc/pushctl/topology.toml")
     assert access.files["/etc/pushctl/topology.toml"] == Path(inv.source).read_text()
+    prom = by_name["prometheus"]  # its own image, its config and rules put in beside each other
+    assert prom.image_target == "prometheus" and prom.volume is not None
+    assert "--config.file=/etc/pushctl/prometheus/prometheus.yml" in prom.command
+    assert "--web.listen-address=127.0.0.1:17090" in prom.command and "--storage.tsdb.path=/data/tsdb" in prom.command
+    names = ("prometheus.yml", "recording.yml", "alerts.yml")
+    assert set(prom.files) == {f"/etc/pushctl/prometheus/{n}" for n in names}
 
 
 def test_services_get_the_hosts_pushctl_settings_but_not_its_paths(inv: Inventory) -> None:

@@ -40,12 +40,13 @@ import docker.errors  # type: ignore[import-untyped, unused-ignore]
 
 from pushctl.contract.resources import checkout, resource
 from pushctl.errors import ComponentFailed, MissingToolchain
-from pushctl.runtime import install, kafka
+from pushctl.runtime import install, kafka, prometheus
 from pushctl.runtime.docker.spec import LABEL_CONTENT
 
 Log = Callable[[str], None]
 
-TARGETS = ("toxiproxy", "redis", "kafka", "services")  # the Dockerfile's order: each build reuses the last
+# the Dockerfile's order: each build reuses the last
+TARGETS = ("toxiproxy", "prometheus", "redis", "kafka", "services")
 IMAGE_PYTHON = "3.11.2"  # Debian bookworm's python3
 IMAGE_PLATFORM = "x86_64-manylinux_2_28"  # uv's name; bookworm has glibc 2.36
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
@@ -66,11 +67,13 @@ def ensure_images(client: docker.DockerClient, cache: Path, log: Log, *, force: 
     _repo()  # before any slow step: the image's wheel of pushctl is built from the sources
     base = base_image(client, log)
     toxiproxy = install.ensure_toxiproxy(cache, log)
+    prometheus_bin = prometheus.ensure_prometheus(cache, log)
     libs = kafka.install_kafka(cache, log)
     deps = dependency_wheels(cache, log)
     project = project_wheel(cache, log)
     inputs: dict[str, list[tuple[str, Path]]] = {
         "toxiproxy": [("toxiproxy/toxiproxy-server", toxiproxy)],
+        "prometheus": [("prometheus/prometheus", prometheus_bin)],
         "redis": [],
         "kafka": [(f"kafka/libs/{p.name}", p) for p in sorted(libs.glob("*.jar"))]
         + [(f"docker/{p.name}", p) for p in sorted(DOCKER_DIR.glob("kafka-*"))],

@@ -51,8 +51,7 @@ class DockerRuntime(Runtime):
         self, inv: Inventory, *, log: Log, client: docker.DockerClient | None = None, network: str | None = None
     ) -> None:
         super().__init__(inv, log=log)
-        # Prometheus is not containerized (no image can be pulled here): the process runtime runs it
-        self.components = components(inv, prometheus=False)
+        self.components = components(inv)
         self.network = network or spec.network_mode()
         self._client = client
         self._created: list[str] = []
@@ -115,11 +114,7 @@ class DockerRuntime(Runtime):
             await self._start_stage(storage, tags, deadline)
             await ensure_kafka_topics(self.inv, self.components)
             await self._start_stage([c for c in self.components if c.role == Role.SERVICE], tags, deadline)
-            if self.inv.prometheus is not None and self.inv.prometheus.managed:
-                self.log(
-                    "prometheus: not run by the docker runtime (use --runtime process, or pass"
-                    " --prometheus URL of your own to promql probes and `slo check`)"
-                )
+            await self._start_stage([c for c in self.components if c.role == Role.PROMETHEUS], tags, deadline)
         except BaseException:
             if self._created:
                 self.log(f"removing the containers this run created: {', '.join(self._created)}")

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from pushctl.contract.topology import Inventory
 from pushctl.errors import UsageError
-from pushctl.runtime import kafka
+from pushctl.runtime import kafka, prometheus
 from pushctl.runtime.components import Component, Role, redis_argv, toxiproxy_argv
 
 LABEL_STACK = "io.pushctl.stack"
@@ -54,6 +54,8 @@ INVENTORY_PATH = PurePosixPath("/etc/pushctl/topology.toml")
 KAFKA_PROPERTIES = PurePosixPath("/etc/pushctl/server.properties")
 TOXIPROXY_BIN = Path("/usr/local/bin/toxiproxy-server")
 REDIS_BIN = Path("/usr/bin/redis-server")
+PROMETHEUS_BIN = Path("/usr/local/bin/prometheus")
+PROMETHEUS_CONFIG_DIR = PurePosixPath("/etc/pushctl/prometheus")
 PYTHON = "/opt/pushctl/bin/python"
 
 # the host's PUSHCTL_* settings the services read (limits, TTLs, external servers) reach the
@@ -69,7 +71,7 @@ class ContainerSpec:
 
     component: str
     name: str
-    image_target: str  # toxiproxy | redis | kafka | services
+    image_target: str  # toxiproxy | prometheus | redis | kafka | services
     command: tuple[str, ...]
     labels: Mapping[str, str]
     environment: Mapping[str, str] = field(default_factory=dict)
@@ -148,6 +150,12 @@ def container_spec(inv: Inventory, comp: Component, *, environ: Mapping[str, str
         env = {"LOG_LEVEL": "warn"}
     elif comp.role == Role.REDIS:
         target, argv = "redis", redis_argv(REDIS_BIN, comp, Path(str(DATA)))
+    elif comp.role == Role.PROMETHEUS:
+        assert inv.prometheus is not None  # noqa: S101 - the component exists only when configured
+        config_dir = Path(str(PROMETHEUS_CONFIG_DIR))
+        target = "prometheus"
+        argv = prometheus.prometheus_argv(PROMETHEUS_BIN, inv.prometheus, Path(str(DATA)), config_dir)
+        files = {str(PROMETHEUS_CONFIG_DIR / n): t for n, t in prometheus.config_files(inv, inv.prometheus).items()}
     elif comp.role == Role.KAFKA:
         settings = kafka.kafka_settings(inv, comp.name, Path(str(DATA)))
         target, argv = "kafka", ["/usr/local/bin/kafka-start", *kafka.JVM_OPTIONS]
