@@ -232,6 +232,7 @@ class Step:
 
 
 ONLINE_AT_START: list[int] = []
+RESULTS: list[dict[str, object]] = []  # what --json-out writes (bench/ab.py reads it)
 
 
 async def probe_step(
@@ -432,6 +433,18 @@ async def run(args: argparse.Namespace) -> None:
     ceiling_rate = args.ceiling
     if "ceiling" in sections:
         steps = await ceiling(args, comps, [float(r) for r in args.rates.split(",")])
+        for st in steps:
+            grouped = group_cpu(st.cpu)
+            RESULTS.append(
+                {
+                    "section": "single",
+                    "spec": f"{st.rate:.0f}/s",
+                    "cpu_us": {k: v / 100 / max(st.sent_rate, 1e-9) * 1e6 for k, v in grouped.items()},
+                    "deliveries_per_s": st.sent_rate,
+                    "delivery_rate": st.summary.delivery_rate,
+                    "load": st.load,
+                }
+            )
         out("\n### Single-push ceiling\n")
         print_steps(steps)
         out("")
@@ -467,6 +480,17 @@ async def run(args: argparse.Namespace) -> None:
             size, grate = spec.split("@")
             g = await group(args, comps, int(size), float(grate))
             per_delivery.append((spec, g["cpu_us"]))  # type: ignore[arg-type]
+            RESULTS.append(
+                {
+                    "section": "group",
+                    "spec": spec,
+                    "cpu_us": g["cpu_us"],
+                    "deliveries_per_s": g["deliveries_per_s"],
+                    "delivered_per_s": g["delivered_per_s"],
+                    "delivery_rate": g["summary"].delivery_rate,  # type: ignore[attr-defined]
+                    "load": g["load"],
+                }
+            )
             s: LedgerSummary = g["summary"]  # type: ignore[assignment]
             hot = ", ".join(f"{k} {v:.0f}" for k, v in list(g["cpu"].items())[:3])  # type: ignore[union-attr]
             out(
@@ -519,9 +543,13 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--loop-conns", type=int, default=100)
     ap.add_argument("--loop-seconds", type=float, default=4.0)
+    ap.add_argument("--json-out", default=None, help="also write the ceiling/group CPU µs per delivery as JSON")
     args = ap.parse_args()
     with managed_stack(args.inventory, args.manage):
         asyncio.run(run(args))
+    if args.json_out:
+        code = str(Path(sys.modules[Probe.__module__].__file__ or "").resolve())  # which tree the probe ran
+        Path(args.json_out).write_text(json.dumps({"probe_code": code, "results": RESULTS}))
 
 
 if __name__ == "__main__":
