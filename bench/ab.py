@@ -112,7 +112,7 @@ def report(trees: dict[str, Path], rounds: dict[str, list[list[dict[str, object]
                 r[key]  # type: ignore[misc]
                 for rnd in rounds[label]
                 for r in rnd
-                if r["section"] == section and r["spec"] == spec
+                if r["section"] == section and r["spec"] == spec and key in r
             ]
 
         a_us, b_us = pick("A", "cpu_us"), pick("B", "cpu_us")
@@ -125,6 +125,14 @@ def report(trees: dict[str, Path], rounds: dict[str, list[list[dict[str, object]
             b = [u.get(name, 0.0) for u in b_us]
             change = (statistics.median(b) / statistics.median(a) - 1) * 100 if statistics.median(a) else 0.0
             out(f"| {name} | {spread(a)} | {spread(b)} | {change:+.0f} % |")
+        a_sys, b_sys = pick("A", "sys_us"), pick("B", "sys_us")
+        for name in names:
+            if a_sys and name in a_sys[0] and not name.startswith("other") and statistics.median(
+                [u.get(name, 0.0) for u in a_us]
+            ) >= 20:  # fmt: skip
+                a = [u.get(name, 0.0) for u in a_sys]
+                b = [u.get(name, 0.0) for u in b_sys]
+                out(f"| {name}: of which in the kernel | {spread(a)} | {spread(b)} | |")
         a_tot = [sum(v for k, v in u.items() if not k.startswith("other")) for u in a_us]
         b_tot = [sum(v for k, v in u.items() if not k.startswith("other")) for u in b_us]
         out(

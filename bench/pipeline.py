@@ -93,6 +93,23 @@ def proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def sys_table() -> dict[int, int]:
+    """pgid -> kernel-mode CPU ticks (stime) summed over the group: the syscall share of utime + stime."""
+    table: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(fields[2])] = table.get(int(fields[2]), 0) + int(fields[12])
+    return table
+
+
+def own_sys_cpu() -> float:
+    """Kernel-mode CPU seconds of this process and its reaped children."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+
+
 def machine_busy() -> int:
     """Busy ticks of the whole machine (every core), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -115,8 +132,12 @@ class CpuWindow:
     self0: float = 0.0
     busy0: int = 0
     result: dict[str, float] | None = None
+    sys_before: dict[int, int] | None = None
+    sys_self0: float = 0.0
+    sys_result: dict[str, float] | None = None  # kernel-mode CPU % per component (part of `result`)
 
     def start(self) -> None:
+        self.sys_before, self.sys_self0 = sys_table(), own_sys_cpu()
         self.before, self.t0, self.self0 = proc_table(), time.monotonic(), own_cpu()
         self.busy0 = machine_busy()
 
@@ -133,6 +154,13 @@ class CpuWindow:
         machine = (machine_busy() - self.busy0) / CLK_TCK / secs * 100
         res["other processes (not this stack)"] = max(0.0, machine - sum(res.values()))
         self.result = res
+        sys_after, before = sys_table(), self.sys_before or {}
+        kernel = {n: (sys_after.get(p, 0) - before.get(p, 0)) / CLK_TCK / secs * 100 for n, p in self.comps.items()}
+        probe_sys = own_sys_cpu() - self.sys_self0
+        for pid in extra_pids:
+            probe_sys += (sys_after.get(pid, 0) - before.get(pid, 0)) / CLK_TCK
+        kernel["probe (this process)"] = probe_sys / secs * 100
+        self.sys_result = kernel
         return res
 
 
@@ -233,6 +261,7 @@ class Step:
 
 ONLINE_AT_START: list[int] = []
 RESULTS: list[dict[str, object]] = []  # what --json-out writes (bench/ab.py reads it)
+LAST_SYS: dict[str, float] = {}  # kernel-mode CPU % per component of the last probe step
 
 
 async def probe_step(
@@ -249,6 +278,8 @@ async def probe_step(
         await probe.wait_sent()
         sent_secs = time.monotonic() - t0
         res = cpu.stop(probe.worker_pids)
+        LAST_SYS.clear()
+        LAST_SYS.update(cpu.sys_result or {})
         summary = await probe.stop()
     finally:
         await probe.close()
@@ -365,6 +396,7 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
         "cpu": group_cpu(cpu),
         # CPU time per delivery over the sending window (deliveries land in it when groups keep up)
         "cpu_us": {k: v / 100 * secs / max(1, summary.sent) * 1e6 for k, v in group_cpu(cpu).items()},
+        "sys_us": {k: v / 100 * secs / max(1, summary.sent) * 1e6 for k, v in group_cpu(LAST_SYS).items()},
         "load": load,
     }
 
@@ -485,6 +517,7 @@ async def run(args: argparse.Namespace) -> None:
                     "section": "group",
                     "spec": spec,
                     "cpu_us": g["cpu_us"],
+                    "sys_us": g["sys_us"],
                     "deliveries_per_s": g["deliveries_per_s"],
                     "delivered_per_s": g["delivered_per_s"],
                     "delivery_rate": g["summary"].delivery_rate,  # type: ignore[attr-defined]
