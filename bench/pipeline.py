@@ -18,7 +18,9 @@ VPC proxy) -> device (through the regional device proxy), i.e. through every Tox
   connection (VmRSS of each broker's process group, before vs. after the devices are idle).
 
 The stack must be up on the inventory (`pushctl -i ... stack up`); with --manage the script brings it
-up and always down at the end. Prints markdown tables for bench/RESULTS.md. Load average is printed
+up and always down at the end. `--json-out PATH` also writes CPU µs per delivery by component (and its
+kernel-mode part) per load, which `bench/ab.py` uses to compare two code trees in one run.
+Prints markdown tables for bench/RESULTS.md. Load average is printed
 before every section: the numbers are only comparable on an otherwise idle machine.
 """
 
