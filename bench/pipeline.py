@@ -18,7 +18,9 @@ VPC proxy) -> device (through the regional device proxy), i.e. through every Tox
   connection (VmRSS of each broker's process group, before vs. after the devices are idle).
 
 The stack must be up on the inventory (`pushctl -i ... stack up`); with --manage the script brings it
-up and always down at the end. Prints markdown tables for bench/RESULTS.md. Load average is printed
+up and always down at the end. `--json-out PATH` also writes CPU µs per delivery by component (and its
+kernel-mode part) per load, which `bench/ab.py` uses to compare two code trees in one run.
+Prints markdown tables for bench/RESULTS.md. Load average is printed
 before every section: the numbers are only comparable on an otherwise idle machine.
 """
 
@@ -93,6 +95,23 @@ def proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def sys_table() -> dict[int, int]:
+    """pgid -> kernel-mode CPU ticks (stime) summed over the group: the syscall share of utime + stime."""
+    table: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(fields[2])] = table.get(int(fields[2]), 0) + int(fields[12])
+    return table
+
+
+def own_sys_cpu() -> float:
+    """Kernel-mode CPU seconds of this process and its reaped children."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+
+
 def machine_busy() -> int:
     """Busy ticks of the whole machine (every core), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -115,8 +134,12 @@ class CpuWindow:
     self0: float = 0.0
     busy0: int = 0
     result: dict[str, float] | None = None
+    sys_before: dict[int, int] | None = None
+    sys_self0: float = 0.0
+    sys_result: dict[str, float] | None = None  # kernel-mode CPU % per component (part of `result`)
 
     def start(self) -> None:
+        self.sys_before, self.sys_self0 = sys_table(), own_sys_cpu()
         self.before, self.t0, self.self0 = proc_table(), time.monotonic(), own_cpu()
         self.busy0 = machine_busy()
 
@@ -133,6 +156,13 @@ class CpuWindow:
         machine = (machine_busy() - self.busy0) / CLK_TCK / secs * 100
         res["other processes (not this stack)"] = max(0.0, machine - sum(res.values()))
         self.result = res
+        sys_after, before = sys_table(), self.sys_before or {}
+        kernel = {n: (sys_after.get(p, 0) - before.get(p, 0)) / CLK_TCK / secs * 100 for n, p in self.comps.items()}
+        probe_sys = own_sys_cpu() - self.sys_self0
+        for pid in extra_pids:
+            probe_sys += (sys_after.get(pid, 0) - before.get(pid, 0)) / CLK_TCK
+        kernel["probe (this process)"] = probe_sys / secs * 100
+        self.sys_result = kernel
         return res
 
 
@@ -232,6 +262,8 @@ class Step:
 
 
 ONLINE_AT_START: list[int] = []
+RESULTS: list[dict[str, object]] = []  # what --json-out writes (bench/ab.py reads it)
+LAST_SYS: dict[str, float] = {}  # kernel-mode CPU % per component of the last probe step
 
 
 async def probe_step(
@@ -248,6 +280,8 @@ async def probe_step(
         await probe.wait_sent()
         sent_secs = time.monotonic() - t0
         res = cpu.stop(probe.worker_pids)
+        LAST_SYS.clear()
+        LAST_SYS.update(cpu.sys_result or {})
         summary = await probe.stop()
     finally:
         await probe.close()
@@ -364,6 +398,7 @@ async def group(args: argparse.Namespace, comps: dict[str, int], size: int, grou
         "cpu": group_cpu(cpu),
         # CPU time per delivery over the sending window (deliveries land in it when groups keep up)
         "cpu_us": {k: v / 100 * secs / max(1, summary.sent) * 1e6 for k, v in group_cpu(cpu).items()},
+        "sys_us": {k: v / 100 * secs / max(1, summary.sent) * 1e6 for k, v in group_cpu(LAST_SYS).items()},
         "load": load,
     }
 
@@ -432,6 +467,18 @@ async def run(args: argparse.Namespace) -> None:
     ceiling_rate = args.ceiling
     if "ceiling" in sections:
         steps = await ceiling(args, comps, [float(r) for r in args.rates.split(",")])
+        for st in steps:
+            grouped = group_cpu(st.cpu)
+            RESULTS.append(
+                {
+                    "section": "single",
+                    "spec": f"{st.rate:.0f}/s",
+                    "cpu_us": {k: v / 100 / max(st.sent_rate, 1e-9) * 1e6 for k, v in grouped.items()},
+                    "deliveries_per_s": st.sent_rate,
+                    "delivery_rate": st.summary.delivery_rate,
+                    "load": st.load,
+                }
+            )
         out("\n### Single-push ceiling\n")
         print_steps(steps)
         out("")
@@ -467,6 +514,18 @@ async def run(args: argparse.Namespace) -> None:
             size, grate = spec.split("@")
             g = await group(args, comps, int(size), float(grate))
             per_delivery.append((spec, g["cpu_us"]))  # type: ignore[arg-type]
+            RESULTS.append(
+                {
+                    "section": "group",
+                    "spec": spec,
+                    "cpu_us": g["cpu_us"],
+                    "sys_us": g["sys_us"],
+                    "deliveries_per_s": g["deliveries_per_s"],
+                    "delivered_per_s": g["delivered_per_s"],
+                    "delivery_rate": g["summary"].delivery_rate,  # type: ignore[attr-defined]
+                    "load": g["load"],
+                }
+            )
             s: LedgerSummary = g["summary"]  # type: ignore[assignment]
             hot = ", ".join(f"{k} {v:.0f}" for k, v in list(g["cpu"].items())[:3])  # type: ignore[union-attr]
             out(
@@ -519,9 +578,13 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--loop-conns", type=int, default=100)
     ap.add_argument("--loop-seconds", type=float, default=4.0)
+    ap.add_argument("--json-out", default=None, help="also write the ceiling/group CPU µs per delivery as JSON")
     args = ap.parse_args()
     with managed_stack(args.inventory, args.manage):
         asyncio.run(run(args))
+    if args.json_out:
+        code = str(Path(sys.modules[Probe.__module__].__file__ or "").resolve())  # which tree the probe ran
+        Path(args.json_out).write_text(json.dumps({"probe_code": code, "results": RESULTS}))
 
 
 if __name__ == "__main__":

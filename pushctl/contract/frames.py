@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -54,6 +55,11 @@ class Push(_Frame):
 class Ack(_Frame):
     type: Literal["ack"] = "ack"
     id: str
+
+
+def ack_frame(msg_id: str) -> str:
+    """`Ack(id=msg_id).model_dump_json()` without building a model: one per push on a device's hot path."""
+    return json.dumps({"type": "ack", "id": msg_id}, ensure_ascii=False, separators=(",", ":"))
 
 
 class Reconnect(_Frame):

@@ -436,7 +436,7 @@ class Device:
                         # the ack cannot go out, and the broker re-sends it to the new one (de-duplicated)
                         self._push(frame["id"], at)
                         with contextlib.suppress(ConnectionClosed):
-                            await ws.send(frames.Ack(id=frame["id"]).model_dump_json())
+                            await ws.send(frames.ack_frame(frame["id"]))
                     elif kind == "reconnect":
                         self._ordered(link, frames.Reconnect.model_validate(frame), at)
                     elif kind == "ping":

@@ -102,7 +102,7 @@ class _Conn:
         # deliverable as soon as its route is being written, and a gateway draining the device's
         # offline queue on its online event can be faster than our auth_ok: those frames wait here,
         # so auth_ok is always the first frame a device reads (docs/protocol.md section 1).
-        self.early: list[str] | None = []
+        self.early: list[str | bytes] | None = []
 
 
 class Broker(PushService):
@@ -254,7 +254,7 @@ class Broker(PushService):
             await ws.send(frames.AuthOk(broker=self.name, region=self.region).model_dump_json())
             early, conn.early = conn.early or [], None
             for frame in early:
-                await ws.send(frame)
+                await ws.send(frame, text=True)  # push frames are UTF-8 bytes: still text frames
             async for raw in ws:
                 if self._on_frame(conn, raw):
                     await ws.send(PONG)
@@ -331,7 +331,8 @@ class Broker(PushService):
         """Write each message to its device's connection, then wait up to `timeout_s` for acks."""
         delivery = Delivery()
         offline: list[Key] = []
-        frames_by_id: dict[tuple[str, str | None], str] = {}  # group fan-out shares one frame
+        # a group fan-out shares one frame, encoded once: written as text without a UTF-8 encode per device
+        frames_by_id: dict[tuple[str, str | None], bytes] = {}
         written = 0
         for message in messages:
             conn = self._conns.get(message.device)
@@ -343,7 +344,7 @@ class Broker(PushService):
             frame_key = (message.id, message.payload)
             frame = frames_by_id.get(frame_key)
             if frame is None:
-                frame = frames_by_id[frame_key] = push_frame(message)
+                frame = frames_by_id[frame_key] = push_frame(message).encode()
             written += 1
             if written % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big fan-out must not starve acks and health polls
@@ -355,7 +356,7 @@ class Broker(PushService):
                 self._background(self._send_quietly(conn.ws, frame))
                 continue
             try:
-                await conn.ws.send(frame)
+                await conn.ws.send(frame, text=True)
             except ConnectionClosed:
                 self._acks.device_gone(message.device)  # reported offline: the gateway retries at once
         self._m_pushes.inc(written)
@@ -383,9 +384,10 @@ class Broker(PushService):
         )
 
     @staticmethod
-    async def _send_quietly(ws: ServerConnection, frame: str) -> None:
+    async def _send_quietly(ws: ServerConnection, frame: str | bytes) -> None:
+        """Write one text frame (bytes are UTF-8 already), ignoring a connection that closed meanwhile."""
         try:
-            await ws.send(frame)
+            await ws.send(frame, text=True)
         except ConnectionClosed:
             pass
 

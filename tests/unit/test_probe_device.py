@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from pushctl.contract import frames
 from pushctl.probe.device import DeviceConfig, DeviceStats, ReconnectEvent, backoff_delay, ws_url
 
 
@@ -43,3 +44,9 @@ def test_config_and_stats_cross_processes_as_json() -> None:
     stats = DeviceStats("d1", "north", region="east", connects=2, events=[event])
     assert DeviceStats.from_json(stats.to_json()) == stats
     assert ReconnectEvent("d1", "lost", 10.0, None, "north", None, 5).duration is None
+
+
+@pytest.mark.parametrize("msg_id", ["m-1", 'é"\\\n', "id\u2028x", ""])
+def test_ack_frame_is_the_contract_frame_byte_for_byte(msg_id: str) -> None:
+    """The device's hot-path ack is exactly what the pydantic model would write."""
+    assert frames.ack_frame(msg_id) == frames.Ack(id=msg_id).model_dump_json()
