@@ -23,11 +23,15 @@ from pushctl.errors import TargetUnreachable, UsageError
 
 PROMETHEUS_ENV = "PUSHCTL_PROMETHEUS_URL"
 # The delivery SLI from the platform's own counters: messages acked by a device / messages the logic
-# gateways accepted, over a window (stack/prometheus/recording.yml records it over 1m). No acked
-# series while messages were accepted is 0 delivered (a breach); nothing accepted is no data.
+# gateways accepted, over a window (stack/prometheus/recording.yml records it over 1m), for online
+# devices: messages stored in an offline queue, and their later delivery, are left out of both. No
+# acked series while messages were accepted is 0 delivered (a breach); nothing accepted is no data.
 DELIVERY_SLI = (
-    'clamp_max((sum(increase(pushstack_logic_messages_total{{result="acked"}}[{window}])) or vector(0))'
-    " / sum(increase(pushstack_logic_accepted_total[{window}])), 1)"
+    "clamp_min(clamp_max("
+    '((sum(increase(pushstack_logic_messages_total{{result="acked"}}[{window}])) or vector(0))'
+    " - (sum(increase(pushstack_logic_offline_delivered_total[{window}])) or vector(0)))"
+    " / ((sum(increase(pushstack_logic_accepted_total[{window}]))"
+    " - (sum(increase(pushstack_logic_offline_stored_total[{window}])) or vector(0))) > 0), 1), 0)"
 )
 
 

@@ -89,6 +89,8 @@ class Scheduler(PushService):
         for action in ("drain", "withdraw"):
             self._m_auto_actions.labels(action)  # exported at 0 from the start: dashboards read a number
         self._m_push_errors = self.counter("pushstack_scheduler_push_errors_total", "Failed policy pushes", ("target",))
+        for target in self._targets:
+            self._m_push_errors.labels(target)  # exported at 0 from the start: dashboards read a number
         self._m_persist_errors = self.counter(
             "pushstack_scheduler_persist_errors_total", "Failed reads/writes of the persisted set"
         )
