@@ -37,7 +37,10 @@ if [ -z "$mirror" ]; then
     mirror="$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
         | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)"
 fi
-mirror="${mirror:-http://deb.debian.org/debian}"
+if [ -z "$mirror" ]; then
+    say "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*): set PUSHCTL_DEBIAN_MIRROR to its URL"
+    exit 2
+fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
     say "installing debootstrap ..."
