@@ -90,9 +90,10 @@ def test_a_failing_apply_command_rolls_back_what_it_did(stack: Stack, tmp_path: 
     wait_baseline(cmd)  # the drain the command made before failing is gone
 
 
-def test_kill_9_mid_change_then_recover_runs_the_journaled_undo_command(stack: Stack, tmp_path: Path) -> None:
-    cmd = command_stack(stack, tmp_path)
-    # devices on north keep the drain going for its 30 s spread: pushctl is killed while it waits
+def _start_long_drain(cmd: Stack) -> tuple[subprocess.Popen[bytes], Path | None]:
+    """A drain of north in another process, and its journal once it is `applied` (None after 30 s).
+
+    Devices on north keep the drain going for its 30 s spread: the caller kills or wedges it meanwhile."""
     args = ["drain", "--region", "north", "--spread", "30s", "--devices", "30", "--rate", "20", *cmd.confirm]
     started = time.time()
     proc = subprocess.Popen(
@@ -102,13 +103,18 @@ def test_kill_9_mid_change_then_recover_runs_the_journaled_undo_command(stack: S
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    journal = None
-    while journal is None and time.time() - started < 30:
+    while time.time() - started < 30:
         for path in (cmd.run_dir / "journal").glob("*-drain-*.json"):
             entry = json.loads(path.read_text())
             if entry["created_at"] >= started and entry["status"] == "applied":
-                journal = path
+                return proc, path
         time.sleep(0.2)
+    return proc, None
+
+
+def test_kill_9_mid_change_then_recover_runs_the_journaled_undo_command(stack: Stack, tmp_path: Path) -> None:
+    cmd = command_stack(stack, tmp_path)
+    proc, journal = _start_long_drain(cmd)
     proc.kill()
     proc.wait(timeout=10)
     assert journal is not None, "the drain never reached 'applied'"
@@ -161,24 +167,9 @@ def test_abort_of_a_stuck_drain_replays_its_journaled_undo_command(stack: Stack,
     """`pushctl abort` from a second terminal: the drain is wedged (SIGSTOP), so abort kills it and runs the
     curl undo command its journal holds; the platform is back at the driver's baseline."""
     cmd = command_stack(stack, tmp_path)
-    args = ["drain", "--region", "north", "--spread", "30s", "--devices", "30", "--rate", "20", *cmd.confirm]
-    started = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pushctl.cli.main", "--inventory", cmd.inventory.source, *args],
-        env=cmd.env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, journal = _start_long_drain(cmd)
     try:
-        applied = False
-        while not applied and time.time() - started < 30:
-            paths = (cmd.run_dir / "journal").glob("*-drain-*.json")
-            applied = any(
-                (e := json.loads(p.read_text()))["created_at"] >= started and e["status"] == "applied" for p in paths
-            )
-            time.sleep(0.2)
-        assert applied, "the drain never reached 'applied'"
+        assert journal is not None, "the drain never reached 'applied'"
         os.kill(proc.pid, signal.SIGSTOP)
         aborted = cmd.pushctl("abort", "--json", "--timeout", "10ms", timeout=240)
         assert aborted.returncode == 0, aborted.stderr[-2000:]
