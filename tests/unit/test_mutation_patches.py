@@ -30,4 +30,4 @@ def test_the_planted_defect_applies_to_the_current_stack(patch: Path) -> None:
 
 
 def test_there_are_planted_defects() -> None:
-    assert len(PATCHES) >= 18
+    assert len(PATCHES) >= 19

@@ -95,3 +95,43 @@ def test_go_gauges_are_reported_beside_rss(soak: ModuleType) -> None:
     )
     gauges = report["components"][0]["go"]
     assert gauges["go_goroutines"][:2] == [177.0, 177.0] and gauges["go_memstats_heap_inuse_bytes"][2] == 0.0
+
+
+def go_server(heap_goal: Any, goroutines: Any = None) -> Any:
+    def gauges(t: float) -> dict[str, float]:
+        return {"go_goroutines": goroutines(t) if goroutines else 194.0, "go_memstats_next_gc_bytes": heap_goal(t)}
+
+    return gauges
+
+
+def test_a_go_server_whose_rss_drifts_but_whose_heap_is_flat_passes(soak: ModuleType) -> None:
+    # Toxiproxy on the quiet machine: RSS +11 % over the run, its live heap flat
+    report = run(soak, lambda t: 24_000 * (1 + 0.11 * t / 1800), flat(69), go=go_server(flat(8e6)))
+    row = report["components"][0]
+    assert report["passed"], report["criteria"]
+    assert row["rss_trend_pct"] > 5 and row["go"]["go_memstats_next_gc_bytes"][2] == 0.0
+
+
+def test_a_go_server_whose_heap_grows_fails(soak: ModuleType) -> None:
+    report = run(soak, flat(24_000), flat(69), go=go_server(lambda t: 8e6 * (1 + 0.1 * t / 1800)))
+    failed = [why for ok, why in report["criteria"].values() if not ok]
+    assert not report["passed"] and "go_memstats_next_gc_bytes" in failed[0], failed
+
+
+def test_a_go_server_that_leaks_goroutines_fails(soak: ModuleType) -> None:
+    # one proxied connection leaked per drill: two goroutines every 2 minutes, heap and descriptors flat
+    report = run(soak, flat(24_000), flat(69), go=go_server(flat(8e6), goroutines=lambda t: 194.0 + 2 * (t // 120)))
+    assert not report["passed"], report["criteria"]
+
+
+def test_prometheus_is_judged_by_its_head_series(soak: ModuleType) -> None:
+    def prometheus(series: Any) -> Any:
+        return lambda t: {"go_goroutines": 40.0, "go_memstats_next_gc_bytes": 3e7 * (1 + t / 1800), **series(t)}
+
+    head_fills = run(soak, lambda t: 70_000 * (1 + 0.12 * t / 1800), flat(23), go=prometheus(lambda t: {}))
+    assert not head_fills["passed"], "without its head series, Prometheus is judged by its heap"
+    steady = prometheus(lambda t: {"prometheus_tsdb_head_series": 4_000.0})
+    assert run(soak, lambda t: 70_000 * (1 + 0.12 * t / 1800), flat(23), go=steady)["passed"]
+    unbounded = prometheus(lambda t: {"prometheus_tsdb_head_series": 4_000.0 + 960 * (t // 360)})
+    report = run(soak, flat(70_000), flat(23), go=unbounded)
+    assert not report["passed"] and "prometheus_tsdb_head_series" in str(report["criteria"]), report["criteria"]
