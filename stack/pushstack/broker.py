@@ -214,7 +214,9 @@ class _Device(WSListener):
             code = frame.get_close_code()
             self.transport.send_close(WSCloseCode.OK if code is WSCloseCode.NO_INFO else code)
         self.closing = True
-        self.transport.disconnect()
+        self.transport.disconnect()  # graceful: what is still buffered goes out first, so...
+        if self.reaper is None:  # ...a device that closes yet stops reading is cut off in time
+            self.reaper = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self.transport.disconnect, False)
 
     def _auth_timeout(self) -> None:
         self.auth_timer = None

@@ -124,3 +124,19 @@ async def test_a_connections_life_logs_nothing_at_info(tmp_path: Path, caplog: p
         socket_lines = [r for r in caplog.records if r.name.startswith(("picows", "pushstack.broker"))]
         assert socket_lines, "the broker's socket log went nowhere"  # it exists, at DEBUG
         assert [r.getMessage() for r in socket_lines if r.levelno >= logging.INFO] == []
+
+
+@pytest.mark.parametrize(("code", "echoed"), [(1000, 1000), (4321, 4321), (1005, 1000)])
+async def test_a_device_close_is_answered_at_once_with_its_code(tmp_path: Path, code: int, echoed: int) -> None:
+    """The broker echoes the device's close code (an empty close gets 1000) and ends the socket."""
+    async with Broker(free_inventory(tmp_path), "broker-south", route_sink=FakeRoutes()) as b:
+        ws, _ = await device(b, "d1")
+        async with asyncio.timeout(3):  # websockets would wait 10 s for an answer that never comes
+            if code == 1005:  # "no status": a close frame without a code, which close() does not send
+                async with ws.send_context():
+                    ws.protocol.send_close()
+                await ws.wait_closed()
+            else:
+                await ws.close(code)
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == echoed
+        await eventually(lambda: b._open == 0 and b.connections.count == 0)
