@@ -80,6 +80,7 @@ OVER_LIMIT_RETRY_MS = 2000
 YIELD_EVERY = 500  # writes between yields to the event loop in big fan-outs
 CLOSE_TIMEOUT_S = 2.0  # a close the device does not answer in this time is cut (websockets' close_timeout)
 MAX_FRAME = 64 * 1024
+READ_BUFFER_INIT = 2048  # picows's minimum
 # Unsent bytes a device that stopped reading may hold (its socket paused at the transport's 64 KiB
 # high-water mark): ~1,500 push frames. Past it the device is cut off and its pushes report offline.
 WRITE_BUFFER_MAX = 256 * 1024
@@ -301,6 +302,9 @@ class Broker(PushService):
             self.spec.port,
             logger_name=_QuietLog(logging.getLogger("pushstack.broker.ws"), {}),
             max_frame_size=MAX_FRAME,
+            # a device's frames are tens of bytes: the default 16 KiB read buffer per socket doubled
+            # the broker's RSS per idle connection (picows grows it when a bigger frame comes)
+            read_buffer_init_size=READ_BUFFER_INIT,
             # devices ping (they detect a dead link and fail over); the broker's own pings only
             # reap connections whose device vanished, which can wait: pinging only sockets idle
             # for a minute costs nothing for devices that talk
