@@ -107,6 +107,19 @@ def sys_table() -> dict[int, int]:
     return table
 
 
+def pid_ticks(pids: list[int]) -> dict[int, tuple[int, int]]:
+    """pid -> (utime + stime, stime) ticks of each live process. The probe's worker processes share
+    this script's process group, which no component owns: a pgid table would count them as "other"."""
+    table: dict[int, tuple[int, int]] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[pid] = (int(fields[11]) + int(fields[12]), int(fields[12]))
+    return table
+
+
 def own_sys_cpu() -> float:
     """Kernel-mode CPU seconds of this process and its reaped children."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
@@ -137,8 +150,10 @@ class CpuWindow:
     sys_before: dict[int, int] | None = None
     sys_self0: float = 0.0
     sys_result: dict[str, float] | None = None  # kernel-mode CPU % per component (part of `result`)
+    workers0: dict[int, tuple[int, int]] | None = None
 
-    def start(self) -> None:
+    def start(self, extra_pids: list[int] = ()) -> None:  # type: ignore[assignment]
+        self.workers0 = pid_ticks(list(extra_pids))
         self.sys_before, self.sys_self0 = sys_table(), own_sys_cpu()
         self.before, self.t0, self.self0 = proc_table(), time.monotonic(), own_cpu()
         self.busy0 = machine_busy()
@@ -146,12 +161,13 @@ class CpuWindow:
     def stop(self, extra_pids: list[int] = ()) -> dict[str, float]:  # type: ignore[assignment]
         assert self.before is not None  # noqa: S101 - narrows the type for mypy; guaranteed by the caller
         after, secs = proc_table(), time.monotonic() - self.t0
+        workers, workers0 = pid_ticks(list(extra_pids)), self.workers0 or {}
         res = {}
         for name, pid in self.comps.items():
             res[name] = (after.get(pid, (0, 0))[0] - self.before.get(pid, (0, 0))[0]) / CLK_TCK / secs * 100
         probe = own_cpu() - self.self0
-        for pid in extra_pids:  # live worker processes (not reaped yet)
-            probe += (after.get(pid, (0, 0))[0] - self.before.get(pid, (0, 0))[0]) / CLK_TCK
+        for pid, (ticks, _) in workers.items():  # live worker processes (not reaped yet)
+            probe += (ticks - workers0.get(pid, (0, 0))[0]) / CLK_TCK
         res["probe (this process)"] = probe / secs * 100
         machine = (machine_busy() - self.busy0) / CLK_TCK / secs * 100
         res["other processes (not this stack)"] = max(0.0, machine - sum(res.values()))
@@ -159,8 +175,8 @@ class CpuWindow:
         sys_after, before = sys_table(), self.sys_before or {}
         kernel = {n: (sys_after.get(p, 0) - before.get(p, 0)) / CLK_TCK / secs * 100 for n, p in self.comps.items()}
         probe_sys = own_sys_cpu() - self.sys_self0
-        for pid in extra_pids:
-            probe_sys += (sys_after.get(pid, 0) - before.get(pid, 0)) / CLK_TCK
+        for pid, (_, stime) in workers.items():
+            probe_sys += (stime - workers0.get(pid, (0, 0))[1]) / CLK_TCK
         kernel["probe (this process)"] = probe_sys / secs * 100
         self.sys_result = kernel
         return res
@@ -275,7 +291,7 @@ async def probe_step(
     try:
         await probe.start()
         ONLINE_AT_START.append(probe.snapshot().online)
-        cpu.start()
+        cpu.start(probe.worker_pids)
         t0 = time.monotonic()
         await probe.wait_sent()
         sent_secs = time.monotonic() - t0
