@@ -378,6 +378,11 @@ class TooShort(Exception):
     """A window holds too few quiet samples to judge."""
 
 
+def rise_bound(base: float) -> float:
+    """How far a count that must stay flat (descriptors, goroutines) may persistently rise above `base`."""
+    return max(FD_SLACK_ABS, base * FD_SLACK_PCT / 100)
+
+
 def med(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -439,10 +444,10 @@ class Row:
         if "go_goroutines" not in self.go:
             return True
         base, final, trend_pct = self.go["go_goroutines"]
-        return max(final - base, base * trend_pct / 100) <= max(FD_SLACK_ABS, base * FD_SLACK_PCT / 100)
+        return max(final - base, base * trend_pct / 100) <= rise_bound(base)
 
     @property
-    def rss_ok(self) -> bool:
+    def memory_ok(self) -> bool:
         """Both estimates: a leak that starts late shows between the windows, a slow one in the trend."""
         return self.memory_growth_pct < RSS_GROWTH_MAX and self.goroutines_ok and not self.restarted
 
@@ -486,7 +491,7 @@ def judge(samples: list[Sample], members: dict[str, list[str]], windows: dict[st
                 fd_max=int(max(total(s, "fds") for s in after)),
                 fd_final=med([total(s, "fds") for s in final]),
                 fd_trend=round(fd_end - fd_start, 1),
-                fd_bound=max(FD_SLACK_ABS, fd_base * FD_SLACK_PCT / 100),
+                fd_bound=rise_bound(fd_base),
                 restarted=len(pids) > 1,
                 go=_go_rows(parts, base, final, after),
             )
@@ -553,7 +558,7 @@ def render(report: dict[str, Any]) -> None:
     out("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report["components"] + report["groups"]:
         row = Row(**r)
-        bad = [x for x, ok in (("RSS", row.rss_ok), ("fds", row.fd_ok or row.group is not None)) if not ok]
+        bad = [x for x, ok in (("memory", row.memory_ok), ("fds", row.fd_ok or row.group is not None)) if not ok]
         bad += ["restarted"] if row.restarted else []
         said = ("FAIL " + ", ".join(bad)) if bad else ("ok" if row.group is None else f"ok (fds: {row.group})")
         out(
@@ -707,12 +712,12 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     ledger = report["ledger"]
     probe = report.get("steady_probe") or {}
     lost = (ledger.get("total") or {}).get("lost")
-    rss_bad = [r.name for r in rows if not r.rss_ok]
+    memory_bad = [r for r in rows if not r.memory_ok]
     fd_bad = [r.name for r in rows if r.group is None and not r.fd_ok] + [g.name for g in groups if not g.fd_ok]
     criteria = {
         f"memory growth < {RSS_GROWTH_MAX:g} % (RSS; Go heap goal; Prometheus head series), goroutines flat": (
-            not rss_bad,
-            ", ".join(f"{r.name} ({r.memory_basis} {r.memory_growth_pct:+.2f} %)" for r in rows if not r.rss_ok)
+            not memory_bad,
+            ", ".join(f"{r.name} ({r.memory_basis} {r.memory_growth_pct:+.2f} %)" for r in memory_bad)
             or f"max {max(r.memory_growth_pct for r in rows):+.2f} %",
         ),
         "descriptors flat": (
