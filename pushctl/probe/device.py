@@ -17,23 +17,20 @@ their home region once a drain is withdrawn (only while away from home).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+import picows
 from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pushctl.contract import frames
 from pushctl.contract.api import Endpoint, Endpoints
-from pushctl.probe._tasks import cancel_and_wait
 from pushctl.probe.cohorts import rewrite
 
 Cause = Literal["initial", "order", "lost", "rebalance", "return"]
@@ -149,30 +146,91 @@ def _resolve(future: asyncio.Future[str], value: str) -> None:
         future.set_result(value)
 
 
-class _Link:
-    """One authenticated connection, read from the moment its auth_ok arrives.
+PONG = frames.Pong().model_dump_json()
+MAX_FRAME_BYTES = 1 << 20  # a push frame is a few hundred bytes; a 1 MiB frame is a broken broker
+CLOSE_TIMEOUT_S = 1.0  # how long a device waits for the broker's half of a close handshake
+# what a failed connection attempt raises: refused or reset (OSError), no answer in time, a handshake or
+# URL picows rejects (WSError), a first frame that is not JSON (ValueError)
+OPEN_ERRORS = (OSError, TimeoutError, picows.WSError, ValueError)
 
-    Its reader starts in the same step that reads auth_ok: a push the broker writes right behind
-    auth_ok (a moved device's first messages) is read at once, not after the device has finished
-    leaving its old connection. A reconnect order waits on the link it came on.
+
+class _Link(picows.WSListener):
+    """One connection to a broker, read by callbacks: every frame is handled in the step that reads it.
+
+    Until auth_ok arrives the first frame resolves `first`; from then on pushes are delivered and acked
+    at once, so a push the broker writes right behind auth_ok (a moved device's first messages) is read
+    in the same step, not after the device has finished leaving its old connection. A reconnect order
+    waits on the link it came on (`order`, `wake`); `closed` resolves when the connection is gone.
     """
 
-    __slots__ = ("ep", "ok", "order", "reader", "wake", "ws")
-
-    def __init__(
-        self,
-        ws: ClientConnection,
-        ok: frames.AuthOk,
-        ep: Endpoint,
-        read: Callable[[_Link], Coroutine[Any, Any, None]],
-        name: str,
-    ) -> None:
-        self.ws = ws
-        self.ok = ok
+    def __init__(self, device: Device, ep: Endpoint) -> None:
+        super().__init__()
+        loop = asyncio.get_running_loop()
+        self.device = device
         self.ep = ep
+        self.transport: picows.WSTransport | None = None
+        self.ok: frames.AuthOk | None = None
         self.order: tuple[float, frames.Reconnect] | None = None
-        self.wake: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.reader: asyncio.Task[None] = asyncio.create_task(read(self), name=name)
+        self.first: asyncio.Future[str] = loop.create_future()
+        self.wake: asyncio.Future[str] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    # ---- picows callbacks ----------------------------------------------------------------------
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        _resolve(self.first, "")  # a connection closed before its first frame: refused
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is picows.WSMsgType.CLOSE:
+            # the broker closes (a refusal, a reconnect order, replaced): answer and hang up
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind is not picows.WSMsgType.TEXT and kind is not picows.WSMsgType.BINARY:
+            return  # PING is answered by picows, PONG ends its own ping timer
+        raw = frame.get_payload_as_bytes()
+        if self.ok is None and not self.first.done():
+            self.first.set_result(raw.decode(errors="replace"))
+            return
+        self.device._frame(self, raw, transport)
+
+    # ---- the device's side -----------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        if self.transport is not None and not self.transport.is_close_frame_sent:
+            self.transport.send(picows.WSMsgType.TEXT, text.encode())
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the broker sent (else the one the device sent); None before any close."""
+        handshake = None if self.transport is None else self.transport.close_handshake
+        if handshake is None:
+            return None
+        info = handshake.recv or handshake.sent
+        return None if info is None else int(info.code.value)
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame (a reset, as when a phone loses its radio)."""
+        if self.transport is not None:
+            self.transport.underlying_transport.abort()
+
+    async def close(self) -> None:
+        """Close handshake, at most CLOSE_TIMEOUT_S; then hang up whatever the broker did."""
+        t = self.transport
+        if t is None or self.closed.done():
+            return
+        if not t.is_close_frame_sent:
+            t.send_close(picows.WSCloseCode.OK)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.shield(self.closed)
+        except TimeoutError:
+            t.disconnect(graceful=False)
 
 
 @dataclass(frozen=True)
@@ -263,8 +321,8 @@ class Device:
         it back through the dispatcher, like a device that joins.
         """
         for link in (self._current,):
-            if link is not None and link.ws.transport is not None:
-                link.ws.transport.abort()
+            if link is not None:
+                link.abort()
 
     # ---- the life of a device ------------------------------------------------------------------
     async def run(self, cause: Cause = "initial") -> None:
@@ -314,7 +372,7 @@ class Device:
             self._episode = (cause, since, origin, attempts + 1)
         try:
             link = await self._open(ep)
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
+        except OPEN_ERRORS:
             return _End("refused")
         if link is None:
             return _End("refused")  # an `error` frame (over_limit, draining, ...) or junk
@@ -323,37 +381,42 @@ class Device:
     async def _open(self, ep: Endpoint) -> _Link | None:
         """Connect and authenticate; None when the broker refused (the connection is closed then)."""
         cfg = self.config
-        ws = await connect(
-            rewrite(ws_url(ep.url), self._via),
-            compression=None,
-            proxy=None,
-            open_timeout=cfg.open_timeout,
-            ping_interval=cfg.ping_interval,
-            ping_timeout=cfg.ping_timeout,
-            close_timeout=1.0,
-        )
+        link = _Link(self, ep)
+        async with asyncio.timeout(cfg.open_timeout):
+            await picows.ws_connect(
+                lambda: link,
+                rewrite(ws_url(ep.url), self._via),
+                websocket_handshake_timeout=cfg.open_timeout,
+                # a dead link (no data, no pong) is found by pinging, then the device fails over
+                enable_auto_ping=cfg.ping_interval > 0,
+                auto_ping_idle_timeout=cfg.ping_interval or 10.0,
+                auto_ping_reply_timeout=cfg.ping_timeout,
+                max_frame_size=MAX_FRAME_BYTES,
+                logger_name="probe.device",
+            )
         try:
-            auth = frames.Auth(device=self.id, token=self._token, region=self.home)
-            await ws.send(auth.model_dump_json())
+            link.send(frames.Auth(device=self.id, token=self._token, region=self.home).model_dump_json())
             async with asyncio.timeout(cfg.auth_timeout):
-                reply = json.loads(await ws.recv())
+                raw = await link.first
+            reply = json.loads(raw) if raw else None
             if not isinstance(reply, dict) or reply.get("type") != "auth_ok":
-                await ws.close()
+                await link.close()
                 return None
-            ok = frames.AuthOk.model_validate(reply)
+            link.ok = frames.AuthOk.model_validate(reply)
         except BaseException:
-            await ws.close()
+            await link.close()
             raise
-        return _Link(ws, ok, ep, self._read_routine, f"device-{self.id}-reader")
+        return link
 
     async def _live(self, link: _Link) -> _End:
         """Serve an authenticated connection until it ends; close it (aside when it was handed over)."""
+        assert link.ok is not None  # noqa: S101 - only an authenticated link is served
         self._connected(link.ok.region or link.ep.region)
         self._current = link
         end = _End("lost")
         try:
             end = await self._serve(link)
-        except (OSError, TimeoutError, ConnectionClosed, ValueError):
+        except (OSError, TimeoutError, ValueError):
             pass  # ValueError covers undecodable JSON and pydantic's ValidationError
         finally:
             if self._current is link:
@@ -371,10 +434,7 @@ class Device:
 
     @staticmethod
     async def _retire(link: _Link) -> None:
-        try:
-            await link.ws.close()
-        finally:
-            await cancel_and_wait(link.reader)
+        await link.close()
 
     async def _handover(self, candidates: Sequence[Endpoint]) -> _Link | None:
         """Make-before-break: authenticate on the first candidate that accepts, old connection still open.
@@ -385,7 +445,7 @@ class Device:
         for ep in candidates:
             try:
                 link = await self._open(ep)
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError):
+            except OPEN_ERRORS:
                 continue
             if link is not None:
                 return link
@@ -394,7 +454,7 @@ class Device:
     async def _serve(self, link: _Link) -> _End:
         cfg = self.config
         loop = asyncio.get_running_loop()
-        ws, wake, reader = link.ws, link.wake, link.reader
+        wake, reader = link.wake, link.closed
         # only a device away from its home region asks again (to go home after a restore); one at
         # home has nowhere better to be, and a drain of home reaches it as a reconnect order
         away = self.stats.region != self.home
@@ -409,7 +469,7 @@ class Device:
                 allowed = self._avoiding(order.avoid)
                 return _End("order", order, at, handover=await self._handover(allowed[:2]))
             if reader.done():
-                if ws.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
+                if link.close_code == frames.CLOSE_RECONNECT and cfg.reconnect:
                     ordered_at, closed_by = link.order or (
                         time.time(),
                         frames.Reconnect(after_ms=0, avoid=[self.stats.region or ""], reason="closed"),
@@ -423,28 +483,26 @@ class Device:
                         return _End("rebalance", endpoints=fresh, handover=await self._handover(fresh[:1]))
                 next_check = loop.time() + self._jittered(check_every)
 
-    async def _read_routine(self, link: _Link) -> None:
-        ws = link.ws
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                at = time.time()
-                try:
-                    frame = json.loads(raw)
-                    kind = frame.get("type") if isinstance(frame, dict) else None
-                    if kind == "push" and isinstance(frame.get("id"), str):
-                        # the app has it once it is read; on a connection closing behind a handover
-                        # the ack cannot go out, and the broker re-sends it to the new one (de-duplicated)
-                        self._push(frame["id"], at)
-                        with contextlib.suppress(ConnectionClosed):
-                            await ws.send(frames.ack_frame(frame["id"]))
-                    elif kind == "reconnect":
-                        self._ordered(link, frames.Reconnect.model_validate(frame), at)
-                    elif kind == "ping":
-                        await ws.send(frames.Pong().model_dump_json())
-                    elif kind not in ("pong", "error"):
-                        self.stats.bad_frames += 1
-                except ValueError:  # not JSON, or a reconnect order that does not parse
-                    self.stats.bad_frames += 1
+    def _frame(self, link: _Link, raw: bytes, transport: picows.WSTransport) -> None:
+        """One frame after auth_ok, handled in the step that reads it (a picows callback)."""
+        at = time.time()
+        try:
+            frame = json.loads(raw)
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "push" and isinstance(frame.get("id"), str):
+                # the app has it once it is read; on a connection closing behind a handover the ack
+                # cannot go out, and the broker re-sends it to the new one (de-duplicated)
+                self._push(frame["id"], at)
+                if not transport.is_close_frame_sent:
+                    transport.send(picows.WSMsgType.TEXT, frames.ack_frame(frame["id"]).encode())
+            elif kind == "reconnect":
+                self._ordered(link, frames.Reconnect.model_validate(frame), at)
+            elif kind == "ping":
+                link.send(PONG)
+            elif kind not in ("pong", "error"):
+                self.stats.bad_frames += 1
+        except ValueError:  # not JSON, or a reconnect order that does not parse
+            self.stats.bad_frames += 1
 
     # ---- what a device does with frames ----------------------------------------------------
     def _push(self, msg_id: str, at: float) -> None:

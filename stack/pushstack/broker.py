@@ -30,12 +30,19 @@ from typing import Any, ClassVar, Literal
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
 from prometheus_client import generate_latest
 from pydantic import ValidationError
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from pushctl.contract import frames
 from pushctl.contract.api import (
@@ -71,7 +78,15 @@ ROUTE_WAIT_S = 2.0  # auth_ok waits this long for the route write, then goes out
 CLOSE_GRACE_S = 5.0
 OVER_LIMIT_RETRY_MS = 2000
 YIELD_EVERY = 500  # writes between yields to the event loop in big fan-outs
-PONG = frames.Pong().model_dump_json()
+CLOSE_TIMEOUT_S = 2.0  # a close the device does not answer in this time is cut (websockets' close_timeout)
+MAX_FRAME = 64 * 1024
+READ_BUFFER_INIT = 2048  # picows's minimum
+# Unsent bytes a device that stopped reading may hold (its socket paused at the transport's 64 KiB
+# high-water mark): ~1,500 push frames. Past it the device is cut off and its pushes report offline.
+WRITE_BUFFER_MAX = 256 * 1024
+PONG = frames.Pong().model_dump_json().encode()
+WS_PATH = frames.WS_PATH.encode()
+TEXT = WSMsgType.TEXT
 
 ErrorCode = Literal["over_limit", "unauthorized", "bad_frame", "draining"]
 
@@ -89,20 +104,125 @@ def drain_plan(devices: Sequence[str], spread_s: float, rng: random.Random) -> l
     return [(device, int((i + rng.random()) * spread_ms / n)) for i, device in enumerate(order)]
 
 
-class _Conn:
-    """One authenticated device connection."""
+class _QuietLog(logging.LoggerAdapter[logging.Logger]):
+    """picows's log lines, one level down: a connection's life is DEBUG, an odd connection INFO.
 
-    __slots__ = ("closer", "device", "early", "ws")
+    picows logs every accepted and closed connection at INFO (thousands per drill, none of them
+    news) and a peer's protocol error at ERROR; an exception raised by our own callbacks keeps its
+    level and traceback (that one is a bug of ours).
+    """
 
-    def __init__(self, device: str, ws: ServerConnection) -> None:
-        self.device = device
-        self.ws = ws
-        self.closer: asyncio.TimerHandle | None = None
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not kwargs.get("exc_info"):
+            level = logging.DEBUG if level <= logging.INFO else logging.INFO
+        super().log(level, msg, *args, **kwargs)
+
+
+class _Device(WSListener):
+    """One device's WebSocket, authenticated or not: picows calls it back per frame, no task per socket."""
+
+    __slots__ = ("auth_timer", "broker", "closer", "closing", "device", "early", "paused", "reaper", "transport")
+
+    transport: WSTransport
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.device: str | None = None  # set once its auth frame passed
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.closer: asyncio.TimerHandle | None = None  # a close ordered for later (drain, replaced)
+        self.reaper: asyncio.TimerHandle | None = None  # aborts a close the peer does not answer
+        self.closing = False  # our close frame is out or the socket was aborted
+        self.paused = False  # the socket's write buffer is above its high-water mark
         # Frames for the device before its auth_ok went out (None once it has). The connection is
         # deliverable as soon as its route is being written, and a gateway draining the device's
         # offline queue on its online event can be faster than our auth_ok: those frames wait here,
         # so auth_ok is always the first frame a device reads (docs/protocol.md section 1).
-        self.early: list[str | bytes] | None = []
+        self.early: list[bytes] | None = []
+
+    # ---- picows callbacks -------------------------------------------------------------------
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.broker._sockets.add(self)
+        self.auth_timer = asyncio.get_running_loop().call_later(AUTH_TIMEOUT_S, self._auth_timeout)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.CLOSE:
+            self._peer_closed(frame)
+        elif (kind is WSMsgType.TEXT or kind is WSMsgType.BINARY) and not self.closing:
+            raw = frame.get_payload_as_bytes()
+            if self.device is None:
+                self.broker._on_auth(self, raw)
+            elif self.broker._on_frame(self, raw):
+                self.send(PONG)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closing = True
+        for timer in (self.auth_timer, self.closer, self.reaper):
+            if timer is not None:
+                timer.cancel()
+        self.broker._gone(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+    # ---- writes and closes ------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """Deliverable: neither side has started closing (a closing device counts as offline)."""
+        return not self.closing and self.transport.close_handshake is None
+
+    def send(self, frame: bytes) -> None:
+        """Write one text frame now (UTF-8 bytes), or queue it behind auth_ok while that is pending."""
+        if self.early is not None:
+            self.early.append(frame)
+        elif self.has_room():
+            self.transport.send(WSMsgType.TEXT, frame)
+
+    def has_room(self) -> bool:
+        """False (and the socket aborted) once a paused device's unsent bytes pass WRITE_BUFFER_MAX.
+
+        A device that stops reading must not grow our memory without bound: past the bound it is
+        cut off, its unacked pushes report offline at once (AckBook.device_gone) and the device,
+        if alive, reconnects. Below it, frames queue in the socket's buffer and go out late.
+        """
+        if not self.paused:
+            return True
+        if self.transport.underlying_transport.get_write_buffer_size() <= WRITE_BUFFER_MAX:
+            return True
+        if not self.closing:
+            self.closing = True
+            self.broker._m_overflows.inc()
+            name, device = self.broker.name, self.device
+            log.info("%s: %s stopped reading; cut off past %d buffered bytes", name, device, WRITE_BUFFER_MAX)
+            self.transport.disconnect(graceful=False)
+        return False
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the close handshake; abort the socket when the device does not answer in time."""
+        if self.closing:
+            return
+        self.closing = True
+        self.transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        self.reaper = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self.transport.disconnect, False)
+
+    def _peer_closed(self, frame: WSFrame) -> None:
+        """The device's close frame: answer it (the same code, as websockets does) and end the socket."""
+        if not self.transport.is_close_frame_sent:
+            code = frame.get_close_code()
+            self.transport.send_close(WSCloseCode.OK if code is WSCloseCode.NO_INFO else code)
+        self.closing = True
+        self.transport.disconnect()  # graceful: what is still buffered goes out first, so...
+        if self.reaper is None:  # ...a device that closes yet stops reading is cut off in time
+            self.reaper = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self.transport.disconnect, False)
+
+    def _auth_timeout(self) -> None:
+        self.auth_timer = None
+        if self.device is None and not self.closing:
+            self.broker._refuse(self, "bad_frame", "no auth frame in time", frames.CLOSE_UNAUTHORIZED, "auth_timeout")
 
 
 class Broker(PushService):
@@ -118,11 +238,11 @@ class Broker(PushService):
         self.internal_port: int = self.spec.internal_port
         self.limit = int(os.environ.get(LIMIT_ENV, DEFAULT_LIMIT))
         self.draining: Policy | None = None
-        self._conns: dict[str, _Conn] = {}
-        self._open = 0  # sockets past the handshake, authenticated or not
+        self._conns: dict[str, _Device] = {}
+        self._sockets: set[_Device] = set()  # past the handshake, authenticated or not
         self._bg: set[asyncio.Task[None]] = set()
         self._gc_thresholds: tuple[int, int, int] | None = None
-        self._server: Server | None = None
+        self._server: asyncio.Server | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self.follower = PolicyFollower(self, self._on_policies)
         self.follower.routes()
@@ -174,28 +294,35 @@ class Broker(PushService):
         self.spawn(lambda: full_collection_routine(every, log), "_full_gc_routine")
         self.spawn(self._routes.run, "_route_routine")
         await self.follower.start()
-        # websockets logs every connection at INFO: thousands per drill, none of them news
-        logging.getLogger("websockets.server").setLevel(logging.WARNING)
-        self._server = await serve(
-            self._handle,
+        # picows: no compression (permessage-deflate costs ~34 KB per idle connection and picows
+        # has none), a callback per frame instead of a task per connection and a future per read
+        self._server = await ws_create_server(
+            self._listener_for,
             self.spec.host,
             self.spec.port,
-            compression=None,  # permessage-deflate costs ~34 KB per idle connection
-            process_request=self._process_request,
-            max_size=64 * 1024,
-            close_timeout=2,
+            logger_name=_QuietLog(logging.getLogger("pushstack.broker.ws"), {}),
+            max_frame_size=MAX_FRAME,
+            # a device's frames are tens of bytes: the default 16 KiB read buffer per socket doubled
+            # the broker's RSS per idle connection (picows grows it when a bigger frame comes)
+            read_buffer_init_size=READ_BUFFER_INIT,
             # devices ping (they detect a dead link and fail over); the broker's own pings only
-            # reap connections whose device vanished, which can wait: at 20 s (the library default)
-            # 10,000 devices cost 500 ping round trips a second
-            ping_interval=BROKER_PING_S,
-            ping_timeout=BROKER_PING_S,
+            # reap connections whose device vanished, which can wait: pinging only sockets idle
+            # for a minute costs nothing for devices that talk
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=BROKER_PING_S,
+            auto_ping_reply_timeout=BROKER_PING_S,
             backlog=4096,
             reuse_address=True,
         )
 
     async def on_stop(self) -> None:
         if self._server is not None:
-            self._server.close()  # closes every connection with 1001 (going away)
+            self._server.close()  # no new sockets; the open ones get 1001 (going away), as before
+            socks = list(self._sockets)
+            for sock in socks:
+                sock.close(1001, "going away")
+            if socks:
+                await asyncio.wait([asyncio.ensure_future(s.transport.wait_disconnected()) for s in socks])
             await self._server.wait_closed()
         await self._routes.flush()
         await self.follower.stop()
@@ -205,99 +332,97 @@ class Broker(PushService):
             gc.set_threshold(*self._gc_thresholds)
 
     # ---- device side ------------------------------------------------------------------------
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        path = request.path.partition("?")[0]
-        if path == frames.WS_PATH:
-            return None
-        if path == "/healthz":
+    def _listener_for(self, request: WSUpgradeRequest) -> WSListener | WSUpgradeResponseWithListener:
+        """picows's router: `/ws` upgrades to a device socket, the rest is answered as plain HTTP."""
+        path = request.path.partition(b"?")[0]
+        if path == WS_PATH:
+            return _Device(self)
+        if path == b"/healthz":
             healthy, detail = self.health_detail()
             body = {"status": "ok" if healthy else "degraded", "service": self.name, "detail": detail}
-            return _http(ws, HTTPStatus.OK, json.dumps(body), "application/json")
-        if path == "/metrics":
-            return _http(ws, HTTPStatus.OK, generate_latest(self.registry).decode(), "text/plain; version=0.0.4")
-        return _http(ws, HTTPStatus.NOT_FOUND, "not found: devices connect to /ws\n", "text/plain")
+            return _http(HTTPStatus.OK, json.dumps(body).encode(), "application/json")
+        if path == b"/metrics":
+            return _http(HTTPStatus.OK, generate_latest(self.registry), "text/plain; version=0.0.4")
+        return _http(HTTPStatus.NOT_FOUND, b"not found: devices connect to /ws\n", "text/plain")
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        self._open += 1
-        try:
-            await self._session(ws)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._open -= 1
+    @property
+    def _open(self) -> int:
+        """Sockets past the handshake, authenticated or not."""
+        return len(self._sockets)
 
-    async def _session(self, ws: ServerConnection) -> None:
-        # every refusal answers the auth frame, so a device that sends auth right after the
-        # handshake always reads the reason before the close
-        auth = await self._read_auth(ws)
-        if auth is None:
-            return
-        if self.draining is not None:
-            await self._refuse(ws, "draining", f"region {self.region} is draining", frames.CLOSE_OVER_LIMIT)
-            return
-        if self._open > self.limit:
-            await self._refuse(ws, "over_limit", f"broker at its limit of {self.limit}", frames.CLOSE_OVER_LIMIT)
-            return
-        conn = _Conn(auth.device, ws)
-        old = self._conns.get(auth.device)
-        self._conns[auth.device] = conn
-        if old is not None:
-            self._m_replaced.inc()
-            self._close_later(old, 0, frames.CLOSE_REPLACED, "replaced by a newer connection")
-        try:
-            async with asyncio.timeout(ROUTE_WAIT_S):
-                await asyncio.shield(self._routes.claim(auth.device))
-        except TimeoutError:
-            log.debug("%s: route of %s not yet written", self.name, auth.device)
-        self._m_connects.inc()
-        try:
-            await ws.send(frames.AuthOk(broker=self.name, region=self.region).model_dump_json())
-            early, conn.early = conn.early or [], None
-            for frame in early:
-                await ws.send(frame, text=True)  # push frames are UTF-8 bytes: still text frames
-            async for raw in ws:
-                if self._on_frame(conn, raw):
-                    await ws.send(PONG)
-        finally:
-            if conn.closer is not None:
-                conn.closer.cancel()
-            if self._conns.get(auth.device) is conn:
-                del self._conns[auth.device]
-                self._routes.release(auth.device)
-                self._acks.device_gone(auth.device)
-            self._m_disconnects.inc()
-
-    async def _read_auth(self, ws: ServerConnection) -> frames.Auth | None:
-        try:
-            async with asyncio.timeout(AUTH_TIMEOUT_S):
-                raw = await ws.recv()
-        except TimeoutError:
-            await self._refuse(ws, "bad_frame", "no auth frame in time", frames.CLOSE_UNAUTHORIZED, "auth_timeout")
-            return None
+    def _on_auth(self, sock: _Device, raw: bytes) -> None:
+        """The socket's first frame: refuse it (every refusal answers the auth frame) or take the device."""
+        if sock.auth_timer is not None:
+            sock.auth_timer.cancel()
+            sock.auth_timer = None
         try:
             auth = frames.Auth.model_validate_json(raw)
         except ValidationError:
-            await self._refuse(ws, "bad_frame", "the first frame must be auth", frames.CLOSE_UNAUTHORIZED)
-            return None
+            self._refuse(sock, "bad_frame", "the first frame must be auth", frames.CLOSE_UNAUTHORIZED)
+            return
         expected = frames.device_token(self.inv.token, auth.device)
         if not auth.device or not hmac.compare_digest(auth.token, expected):
-            await self._refuse(ws, "unauthorized", "bad device id or token", frames.CLOSE_UNAUTHORIZED)
-            return None
-        return auth
+            self._refuse(sock, "unauthorized", "bad device id or token", frames.CLOSE_UNAUTHORIZED)
+            return
+        if self.draining is not None:
+            self._refuse(sock, "draining", f"region {self.region} is draining", frames.CLOSE_OVER_LIMIT)
+            return
+        if self._open > self.limit:
+            self._refuse(sock, "over_limit", f"broker at its limit of {self.limit}", frames.CLOSE_OVER_LIMIT)
+            return
+        sock.device = auth.device
+        old = self._conns.get(auth.device)
+        self._conns[auth.device] = sock
+        if old is not None:
+            self._m_replaced.inc()
+            self._close_later(old, 0, frames.CLOSE_REPLACED, "replaced by a newer connection")
+        self._m_connects.inc()
+        # auth_ok waits for the route write (up to ROUTE_WAIT_S, then goes out anyway): callbacks
+        # on the claim's future and a timer, no task per connection
+        claim = self._routes.claim(auth.device)
+        if claim.done():
+            self._welcome(sock)
+            return
+        timer = asyncio.get_running_loop().call_later(ROUTE_WAIT_S, self._welcome, sock, True)
 
-    async def _refuse(
-        self, ws: ServerConnection, code: ErrorCode, reason: str, close: int, metric: str | None = None
-    ) -> None:
+        def claimed(_: asyncio.Future[None]) -> None:
+            timer.cancel()
+            self._welcome(sock)
+
+        claim.add_done_callback(claimed)
+
+    def _welcome(self, sock: _Device, late: bool = False) -> None:
+        """Send auth_ok, then the frames that came for the device meanwhile (once per socket)."""
+        early, sock.early = sock.early, None
+        if early is None or sock.closing:
+            return
+        if late:
+            log.debug("%s: route of %s not yet written", self.name, sock.device)
+        sock.send(frames.AuthOk(broker=self.name, region=self.region).model_dump_json().encode())
+        for frame in early:
+            sock.send(frame)
+
+    def _gone(self, sock: _Device) -> None:
+        """A socket ended: forget it; its device's unacked pushes fail now (AckBook.device_gone)."""
+        self._sockets.discard(sock)
+        device = sock.device
+        if device is None:
+            return
+        if self._conns.get(device) is sock:
+            del self._conns[device]
+            self._routes.release(device)
+            self._acks.device_gone(device)
+        self._m_disconnects.inc()
+
+    def _refuse(self, sock: _Device, code: ErrorCode, reason: str, close: int, metric: str | None = None) -> None:
         self._m_refused.labels(metric or code).inc()
         retry = OVER_LIMIT_RETRY_MS if code in ("over_limit", "draining") else 0
         error = frames.Error(code=code, reason=reason, retry_after_ms=retry)
-        try:
-            await ws.send(error.model_dump_json())
-        except ConnectionClosed:
-            return
-        await ws.close(close, reason[:120])
+        sock.early = None  # a refused socket never gets auth_ok: the error frame goes out at once
+        sock.send(error.model_dump_json().encode())
+        sock.close(close, reason)
 
-    def _on_frame(self, conn: _Conn, raw: str | bytes) -> bool:
+    def _on_frame(self, conn: _Device, raw: str | bytes) -> bool:
         """Handle one device frame; True when it asks for a pong."""
         try:
             frame = json.loads(raw)
@@ -308,14 +433,14 @@ class Broker(PushService):
         kind = frame.get("type")
         if kind == "ack":
             self._m_acks.inc()
-            self._acks.ack((conn.device, str(frame.get("id"))))
+            self._acks.ack((conn.device or "", str(frame.get("id"))))
             return False
         return kind == "ping"
 
-    def _close_later(self, conn: _Conn, delay_s: float, code: int, reason: str) -> None:
+    def _close_later(self, conn: _Device, delay_s: float, code: int, reason: str) -> None:
         def close() -> None:
             conn.closer = None
-            self._background(conn.ws.close(code, reason))
+            conn.close(code, reason)
 
         if conn.closer is not None:
             conn.closer.cancel()
@@ -336,7 +461,7 @@ class Broker(PushService):
         written = 0
         for message in messages:
             conn = self._conns.get(message.device)
-            if conn is None or conn.ws.state is not State.OPEN:
+            if conn is None or not conn.is_open:
                 offline.append((message.device, message.id))
                 continue
             if not self._acks.expect(delivery, (message.device, message.id)):
@@ -349,16 +474,9 @@ class Broker(PushService):
             if written % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a big fan-out must not starve acks and health polls
             if conn.early is not None:
-                conn.early.append(frame)  # its session sends it right after auth_ok
-                continue
-            if conn.ws.paused:
-                # a slow device must not hold up the others: its write waits on its own
-                self._background(self._send_quietly(conn.ws, frame))
-                continue
-            try:
-                await conn.ws.send(frame, text=True)
-            except ConnectionClosed:
-                self._acks.device_gone(message.device)  # reported offline: the gateway retries at once
+                conn.early.append(frame)  # _welcome sends it right after auth_ok
+            elif conn.has_room():  # a slow device holds up no one: it buffers, or is cut off past a bound
+                conn.transport.send(TEXT, frame)  # written now: no await, no task per frame
         self._m_pushes.inc(written)
         try:
             if delivery.waiting:
@@ -382,14 +500,6 @@ class Broker(PushService):
             offline_devices=[k[0] for k in offline],
             timeout_devices=[k[0] for k in timed_out],
         )
-
-    @staticmethod
-    async def _send_quietly(ws: ServerConnection, frame: str | bytes) -> None:
-        """Write one text frame (bytes are UTF-8 already), ignoring a connection that closed meanwhile."""
-        try:
-            await ws.send(frame, text=True)
-        except ConnectionClosed:
-            pass
 
     async def _deliver(self, request: web.Request) -> web.Response:
         req = await self.body(request, DeliverRequest)
@@ -438,19 +548,11 @@ class Broker(PushService):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             conn = self._conns.get(device)
-            if conn is None or self.draining is None:
+            if conn is None or self.draining is None or not conn.is_open:
                 continue
             order = frames.Reconnect(after_ms=after_ms, avoid=[self.region], reason=reason)
             self._close_later(conn, after_ms / 1000 + CLOSE_GRACE_S, frames.CLOSE_RECONNECT, "reconnect")
-            if conn.early is not None:
-                conn.early.append(order.model_dump_json())
-            elif conn.ws.paused:
-                self._background(self._send_quietly(conn.ws, order.model_dump_json()))
-            else:
-                try:
-                    await conn.ws.send(order.model_dump_json())
-                except ConnectionClosed:
-                    continue
+            conn.send(order.model_dump_json().encode())
             self._m_orders.inc()
 
     # ---- metrics ----------------------------------------------------------------------------
@@ -478,6 +580,9 @@ class Broker(PushService):
         self._m_offline = self.counter("pushstack_broker_deliver_offline_total", "Messages for absent devices")
         self._m_timeouts = self.counter("pushstack_broker_deliver_timeouts_total", "Pushes without ack in time")
         self._m_deliver_requests = self.counter("pushstack_broker_deliver_requests_total", "Deliver calls")
+        self._m_overflows = self.counter(
+            "pushstack_broker_write_overflows_total", "Devices cut off: stopped reading past the write-buffer bound"
+        )
         self._m_orders = self.counter("pushstack_broker_reconnect_orders_total", "Reconnect orders sent")
         self._m_route_writes = self.counter("pushstack_broker_route_writes_total", "Route updates written")
         self._m_route_errors = self.counter("pushstack_broker_route_errors_total", "Failed route batch writes")
@@ -488,8 +593,11 @@ class Broker(PushService):
         )
 
 
-def _http(ws: ServerConnection, status: HTTPStatus, body: str, content_type: str) -> Response:
-    response = ws.respond(status, body)
-    del response.headers["Content-Type"]  # Headers is a multi-dict: assignment would add a second
-    response.headers["Content-Type"] = content_type
-    return response
+def _http(status: HTTPStatus, body: bytes, content_type: str) -> WSUpgradeResponseWithListener:
+    """A plain HTTP answer on the device port (picows sends it with Connection: close)."""
+    headers = {"Content-Type": content_type}
+    if status is HTTPStatus.OK:
+        response = WSUpgradeResponse.create_ok_response(body, headers)
+    else:
+        response = WSUpgradeResponse.create_error_response(status, body, headers)
+    return WSUpgradeResponseWithListener(response, None)

@@ -355,3 +355,27 @@ async def test_every_service_exports_its_documented_metrics(mini: MiniStack) -> 
             assert exported, name
             for metric in exported:
                 assert metric in doc, f"{name} exports {metric}, which docs/protocol.md does not list"
+
+
+async def test_a_stopping_broker_says_1001_through_its_link_and_logs_no_connection_at_info(mini: MiniStack) -> None:
+    """SIGTERM: every device (authenticated or not) reads 1001 going away, the process exits 0 at once."""
+    url = mini.inv.link_url("device-north", "ws") + "/ws"
+    devices = [
+        (await auth(url, f"itest-stop-{i}", frames.device_token(mini.inv.token, f"itest-stop-{i}")))[0]
+        for i in range(3)
+    ]
+    silent = await connect(url, compression=None)  # connected, auth not sent yet
+    proc = mini.procs["broker-north"]
+    started = time.monotonic()
+    await asyncio.to_thread(mini.stop, "broker-north")
+    try:
+        assert proc.returncode == 0 and time.monotonic() - started < 5
+        for ws in [*devices, silent]:
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        log = (mini.logs / "broker-north.log").read_text()
+        assert "New connection accepted" not in log and "Disconnected" not in log  # picows's per-socket INFO
+    finally:
+        mini.start_service("broker-north")
+        await asyncio.to_thread(mini.wait_healthy, "broker-north")
