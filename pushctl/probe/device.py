@@ -123,7 +123,7 @@ class DeviceObserver(Protocol):
 
     def delivered(self, msg_id: str, device: str, at: float, app: bool) -> None: ...
 
-    def connected(self, device: str, region: str) -> None: ...
+    def connected(self, device: str, region: str, at: float) -> None: ...
 
     def disconnected(self, device: str, region: str) -> None: ...
 
@@ -170,6 +170,10 @@ class _Link(picows.WSListener):
         self.ep = ep
         self.transport: picows.WSTransport | None = None
         self.ok: frames.AuthOk | None = None
+        # when auth_ok was read: the device is connected from then on. A push the broker wrote right
+        # behind it is handled in the same callback, before `_live` runs: stamped later, the return of
+        # a device that was away would come after its first deliveries and make them look late
+        self.authed_at = 0.0
         self.order: tuple[float, frames.Reconnect] | None = None
         self.first: asyncio.Future[str] = loop.create_future()
         self.wake: asyncio.Future[str] = loop.create_future()
@@ -196,6 +200,7 @@ class _Link(picows.WSListener):
             return  # PING is answered by picows, PONG ends its own ping timer
         raw = frame.get_payload_as_bytes()
         if self.ok is None and not self.first.done():
+            self.authed_at = time.time()
             self.first.set_result(raw.decode(errors="replace"))
             return
         self.device._frame(self, raw, transport)
@@ -411,7 +416,7 @@ class Device:
     async def _live(self, link: _Link) -> _End:
         """Serve an authenticated connection until it ends; close it (aside when it was handed over)."""
         assert link.ok is not None  # noqa: S101 - only an authenticated link is served
-        self._connected(link.ok.region or link.ep.region)
+        self._connected(link.ok.region or link.ep.region, link.authed_at or time.time())
         self._current = link
         end = _End("lost")
         try:
@@ -522,8 +527,7 @@ class Device:
         link.order = (at, order)
         asyncio.get_running_loop().call_later(max(0, order.after_ms) / 1000.0, _resolve, link.wake, "order")
 
-    def _connected(self, region: str) -> None:
-        now = time.time()
+    def _connected(self, region: str, now: float) -> None:
         self.stats.connects += 1
         self.stats.region = region
         self._last_region = region
@@ -534,7 +538,7 @@ class Device:
             self._observer.reconnected(event)
             self._episode = None
             self._planned_at = None
-        self._observer.connected(self.id, region)
+        self._observer.connected(self.id, region, now)
 
     def _disconnected(self) -> None:
         region, self.stats.region = self.stats.region, None

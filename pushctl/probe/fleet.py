@@ -253,9 +253,9 @@ class Fleet:
     def delivered(self, msg_id: str, device: str, at: float, app: bool) -> None:
         self.ledger.delivered(msg_id, device, at, app=app)
 
-    def connected(self, device: str, region: str) -> None:
+    def connected(self, device: str, region: str, at: float) -> None:
         if self.ledger.is_away(device):
-            self.ledger.returned(device, time.time())
+            self.ledger.returned(device, at)
         self.connected_by_region[region] += 1
         regions = self.seen.setdefault(device, set())
         if region not in regions:
